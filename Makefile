@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall when the dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e . --group dev
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: start OpenBao (dev) + the gateway on http://127.0.0.1:9000, print credentials.
+run: $(STAMP)
+	$(BIN)/blindstore dev
+
+## make test: lint, type-check and run the whole test suite (starts OpenBao itself).
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_gateway.py
+
+clean:
+	rm -rf $(VENV) .blindstore .pytest_cache .mypy_cache .ruff_cache

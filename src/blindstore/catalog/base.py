@@ -1,0 +1,231 @@
+"""The Catalog protocol: the sovereign namespace and the commit point.
+
+An object is visible if and only if its catalog row exists; the gateway writes the blob first and
+the row last. The catalog holds names, metadata, tags, ETags, the part manifest and the wrapped
+DEK (which lives nowhere else). Listing order is S3's: UTF-8 byte order of keys.
+
+Errors raised by implementations: ``BucketAlreadyExists`` (name taken, by anyone),
+``BucketNotEmpty``, ``NoSuchBucket``, ``NoSuchKey``, ``NoSuchUpload``, ``PreconditionFailed``
+(conditional write lost), ``ServiceUnavailable`` (database unreachable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: bytes  # 16 random bytes, immutable, never the human name
+    name: str
+    key_name: str  # Transit key wrapping this tenant's DEKs
+    container: str  # random per-tenant container name on every backend
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    access_key_id: str
+    secret_key: str = field(repr=False)
+    tenant_id: bytes
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str
+    tenant_id: bytes
+    created: float
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPart:
+    """One encrypted segment of an object, stored as one blob."""
+
+    part_number: int  # 0 for a single PUT, 1..10000 for client multipart parts
+    blob: str
+    size: int  # plaintext bytes
+    stored_size: int  # ciphertext bytes on the backend
+    etag: str  # hex MD5 of the part's plaintext
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    bucket: str
+    key: str
+    tenant_id: bytes
+    object_id: bytes
+    backend: str
+    container: str
+    parts: tuple[StoredPart, ...]
+    size: int
+    etag: str  # without quotes: hex MD5, or "md5-of-md5s-N" for multipart
+    last_modified: float
+    wrapped_dek: str
+    key_name: str
+    key_version: int
+    #: System metadata as S3 returns it (content-type, content-encoding, content-disposition,
+    #: content-language, cache-control, expires), lower-case names.
+    headers: dict[str, str] = field(default_factory=dict)
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    #: Checksums given at upload (algorithm lower-case → base64 value), returned on request.
+    checksums: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    #: HMAC over the canonical row, keyed from the DEK; see crypto.row_mac.
+    row_mac: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    upload_id: str
+    bucket: str
+    key: str
+    tenant_id: bytes
+    object_id: bytes
+    backend: str
+    container: str
+    wrapped_dek: str
+    key_name: str
+    key_version: int
+    initiated: float
+    headers: dict[str, str] = field(default_factory=dict)
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    checksum_algorithm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPart:
+    upload_id: str
+    part_number: int
+    blob: str
+    size: int
+    stored_size: int
+    etag: str
+    last_modified: float
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    objects: list[ObjectRecord]
+    common_prefixes: list[str]
+    truncated: bool
+    #: The last key or common prefix returned: where the next page starts (exclusive).
+    next_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPage:
+    uploads: list[Upload]
+    truncated: bool
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    # tenants and credentials
+    async def create_tenant(self, tenant: Tenant) -> None: ...
+    async def get_tenant(self, tenant_id: bytes) -> Tenant | None: ...
+    async def get_tenant_by_name(self, name: str) -> Tenant | None: ...
+    async def list_tenants(self) -> list[Tenant]: ...
+    async def add_access_key(self, key: AccessKey) -> None: ...
+    async def get_access_key(self, access_key_id: str) -> AccessKey | None: ...
+
+    # buckets (names are global, as in S3)
+    async def create_bucket(self, bucket: Bucket) -> None:
+        """Raises BucketAlreadyExists if the name exists (whoever owns it)."""
+        ...
+
+    async def get_bucket(self, name: str) -> Bucket | None: ...
+    async def list_buckets(self, tenant_id: bytes) -> list[Bucket]: ...
+
+    async def delete_bucket(self, name: str) -> list[UploadPart]:
+        """Delete an empty bucket; aborts its pending uploads and returns their parts (to delete
+        from the backend). Raises BucketNotEmpty if it holds objects, NoSuchBucket if absent."""
+        ...
+
+    # objects
+    async def put_object(
+        self, record: ObjectRecord, *, if_match: str | None = None, if_none_match: bool = False
+    ) -> ObjectRecord | None:
+        """Commit a row, atomically replacing any row with the same (bucket, key).
+
+        ``if_none_match``: fail with PreconditionFailed if a row exists. ``if_match``: the current
+        row's etag must equal it (PreconditionFailed otherwise, NoSuchKey if there is no row).
+        Returns the replaced row (its blobs are now garbage), or None.
+        """
+        ...
+
+    async def get_object(self, bucket: str, key: str) -> ObjectRecord | None: ...
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        """Remove a row; return it (its blobs are now garbage), or None if there was none."""
+        ...
+
+    async def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        """Replace an object's tags; NoSuchKey if absent."""
+        ...
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """Keys > start_after with the prefix, in byte order; keys containing ``delimiter`` after
+        the prefix are rolled up into common prefixes (each counts once towards max_keys)."""
+        ...
+
+    # multipart
+    async def create_upload(self, upload: Upload) -> None: ...
+    async def get_upload(self, upload_id: str) -> Upload | None: ...
+
+    async def put_part(self, part: UploadPart) -> UploadPart | None:
+        """Record a part (last write wins); return the replaced part, or None.
+        Raises NoSuchUpload if the upload is gone (completed or aborted meanwhile)."""
+        ...
+
+    async def list_parts(
+        self, upload_id: str, *, part_number_marker: int = 0, max_parts: int = 1000
+    ) -> tuple[list[UploadPart], bool]: ...
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadPage: ...
+
+    async def complete_upload(
+        self,
+        upload_id: str,
+        record: ObjectRecord,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> tuple[ObjectRecord | None, list[UploadPart]]:
+        """In one transaction: remove the upload and its parts, commit ``record``.
+
+        Returns (replaced object row or None, parts not used by ``record``). Raises NoSuchUpload
+        if the upload is gone; preconditions as in ``put_object``.
+        """
+        ...
+
+    async def abort_upload(self, upload_id: str) -> list[UploadPart]:
+        """Remove an upload and return its parts. Raises NoSuchUpload if absent."""
+        ...
+
+    # maintenance
+    async def referenced_blobs(self, backend: str) -> set[tuple[str, str]]:
+        """Every (container, blob) on ``backend`` that an object or a pending part points at."""
+        ...
+
+    async def close(self) -> None: ...

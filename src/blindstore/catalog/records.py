@@ -1,0 +1,236 @@
+"""Conversion between catalog records and table rows (pure: no database access).
+
+Rows are read positionally, in the column order of ``schema``; ``select(table)`` returns exactly
+that order, and ``test_schema`` pins it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from blindstore.catalog.base import (
+    AccessKey,
+    Bucket,
+    ObjectRecord,
+    StoredPart,
+    Tenant,
+    Upload,
+    UploadPart,
+)
+
+_EMPTY_JSON_OBJECT = "{}"
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_decode = json.JSONDecoder().decode
+
+
+def encode_dict(values: dict[str, str]) -> str:
+    """JSON text of a str → str dict (most are empty: that case skips the encoder)."""
+    return _encoder.encode(values) if values else _EMPTY_JSON_OBJECT
+
+
+def decode_dict(text: str) -> dict[str, str]:
+    """Inverse of ``encode_dict``."""
+    if text == _EMPTY_JSON_OBJECT:
+        return {}
+    decoded: dict[str, str] = _decode(text)
+    return decoded
+
+
+def encode_parts(parts: Sequence[StoredPart]) -> str:
+    """JSON text of a part manifest, one compact array per part."""
+    return _encoder.encode([[p.part_number, p.blob, p.size, p.stored_size, p.etag] for p in parts])
+
+
+def decode_parts(text: str) -> tuple[StoredPart, ...]:
+    """Inverse of ``encode_parts``."""
+    return tuple(
+        StoredPart(n, blob, size, stored, etag) for n, blob, size, stored, etag in _decode(text)
+    )
+
+
+def tenant_values(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant.tenant_id,
+        "name": tenant.name,
+        "key_name": tenant.key_name,
+        "container": tenant.container,
+        "created": tenant.created,
+    }
+
+
+def tenant_from_row(row: Sequence[Any]) -> Tenant:
+    tenant_id, name, key_name, container, created = row
+    return Tenant(tenant_id, name, key_name, container, created)
+
+
+def access_key_values(key: AccessKey) -> dict[str, Any]:
+    return {
+        "access_key_id": key.access_key_id,
+        "secret_key": key.secret_key,
+        "tenant_id": key.tenant_id,
+        "created": key.created,
+    }
+
+
+def access_key_from_row(row: Sequence[Any]) -> AccessKey:
+    access_key_id, secret_key, tenant_id, created = row
+    return AccessKey(access_key_id, secret_key, tenant_id, created)
+
+
+def bucket_values(bucket: Bucket) -> dict[str, Any]:
+    return {
+        "name": bucket.name,
+        "tenant_id": bucket.tenant_id,
+        "created": bucket.created,
+        "region": bucket.region,
+    }
+
+
+def bucket_from_row(row: Sequence[Any]) -> Bucket:
+    name, tenant_id, created, region = row
+    return Bucket(name, tenant_id, created, region)
+
+
+def object_values(record: ObjectRecord) -> dict[str, Any]:
+    return {
+        "bucket": record.bucket,
+        "key": record.key,
+        "tenant_id": record.tenant_id,
+        "object_id": record.object_id,
+        "backend": record.backend,
+        "container": record.container,
+        "parts": encode_parts(record.parts),
+        "size": record.size,
+        "etag": record.etag,
+        "last_modified": record.last_modified,
+        "wrapped_dek": record.wrapped_dek,
+        "key_name": record.key_name,
+        "key_version": record.key_version,
+        "headers": encode_dict(record.headers),
+        "user_metadata": encode_dict(record.user_metadata),
+        "checksums": encode_dict(record.checksums),
+        "tags": encode_dict(record.tags),
+        "row_mac": record.row_mac,
+    }
+
+
+def object_from_row(row: Sequence[Any]) -> ObjectRecord:
+    (
+        bucket,
+        key,
+        tenant_id,
+        object_id,
+        backend,
+        container,
+        parts,
+        size,
+        etag,
+        last_modified,
+        wrapped_dek,
+        key_name,
+        key_version,
+        headers,
+        user_metadata,
+        checksums,
+        tags,
+        row_mac,
+    ) = row
+    return ObjectRecord(
+        bucket,
+        key,
+        tenant_id,
+        object_id,
+        backend,
+        container,
+        decode_parts(parts),
+        size,
+        etag,
+        last_modified,
+        wrapped_dek,
+        key_name,
+        key_version,
+        decode_dict(headers),
+        decode_dict(user_metadata),
+        decode_dict(checksums),
+        decode_dict(tags),
+        row_mac,
+    )
+
+
+def upload_values(upload: Upload) -> dict[str, Any]:
+    return {
+        "upload_id": upload.upload_id,
+        "bucket": upload.bucket,
+        "key": upload.key,
+        "tenant_id": upload.tenant_id,
+        "object_id": upload.object_id,
+        "backend": upload.backend,
+        "container": upload.container,
+        "wrapped_dek": upload.wrapped_dek,
+        "key_name": upload.key_name,
+        "key_version": upload.key_version,
+        "initiated": upload.initiated,
+        "headers": encode_dict(upload.headers),
+        "user_metadata": encode_dict(upload.user_metadata),
+        "tags": encode_dict(upload.tags),
+        "checksum_algorithm": upload.checksum_algorithm,
+    }
+
+
+def upload_from_row(row: Sequence[Any]) -> Upload:
+    (
+        upload_id,
+        bucket,
+        key,
+        tenant_id,
+        object_id,
+        backend,
+        container,
+        wrapped_dek,
+        key_name,
+        key_version,
+        initiated,
+        headers,
+        user_metadata,
+        tags,
+        checksum_algorithm,
+    ) = row
+    return Upload(
+        upload_id,
+        bucket,
+        key,
+        tenant_id,
+        object_id,
+        backend,
+        container,
+        wrapped_dek,
+        key_name,
+        key_version,
+        initiated,
+        decode_dict(headers),
+        decode_dict(user_metadata),
+        decode_dict(tags),
+        checksum_algorithm,
+    )
+
+
+def part_values(part: UploadPart) -> dict[str, Any]:
+    return {
+        "upload_id": part.upload_id,
+        "part_number": part.part_number,
+        "blob": part.blob,
+        "size": part.size,
+        "stored_size": part.stored_size,
+        "etag": part.etag,
+        "last_modified": part.last_modified,
+        "checksums": encode_dict(part.checksums),
+    }
+
+
+def part_from_row(row: Sequence[Any]) -> UploadPart:
+    upload_id, part_number, blob, size, stored_size, etag, last_modified, checksums = row
+    return UploadPart(
+        upload_id, part_number, blob, size, stored_size, etag, last_modified, decode_dict(checksums)
+    )

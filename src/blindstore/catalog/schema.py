@@ -1,0 +1,131 @@
+"""The catalog's tables, as SQLAlchemy Core metadata (the migrations must produce exactly this).
+
+Names sort in UTF-8 byte order, as S3 lists them: SQLite's default BINARY collation compares the
+UTF-8 bytes of TEXT; PostgreSQL needs ``COLLATE "C"`` on the columns that are ordered or compared
+with ``<``/``>`` (bucket names and object keys), whatever the database's default collation is.
+
+Dict-valued fields (headers, metadata, tags, checksums) and the part manifest are JSON text: they
+are read and written whole, never queried, so columns of their own would only cost joins.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import postgresql
+
+#: TEXT compared byte by byte on every dialect (see the module docstring).
+ByteOrderedText = Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", LargeBinary(16), primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("key_name", Text, nullable=False),
+    Column("container", Text, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", Text, primary_key=True),
+    Column("secret_key", Text, nullable=False),
+    Column("tenant_id", LargeBinary(16), ForeignKey(tenants.c.tenant_id), nullable=False),
+    Column("created", Double, nullable=False),
+    Index(None, "tenant_id"),
+)
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("name", ByteOrderedText, primary_key=True),
+    Column("tenant_id", LargeBinary(16), ForeignKey(tenants.c.tenant_id), nullable=False),
+    Column("created", Double, nullable=False),
+    Column("region", Text, nullable=False),
+    Index(None, "tenant_id", "name"),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("bucket", ByteOrderedText, ForeignKey(buckets.c.name), primary_key=True),
+    Column("key", ByteOrderedText, primary_key=True),
+    Column("tenant_id", LargeBinary(16), nullable=False),
+    Column("object_id", LargeBinary(16), nullable=False),
+    Column("backend", Text, nullable=False),
+    Column("container", Text, nullable=False),
+    #: JSON list of [part_number, blob, size, stored_size, etag].
+    Column("parts", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("etag", Text, nullable=False),
+    Column("last_modified", Double, nullable=False),
+    Column("wrapped_dek", Text, nullable=False),
+    Column("key_name", Text, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("user_metadata", Text, nullable=False),
+    Column("checksums", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("row_mac", LargeBinary, nullable=False),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("upload_id", Text, primary_key=True),
+    Column("bucket", ByteOrderedText, ForeignKey(buckets.c.name), nullable=False),
+    Column("key", ByteOrderedText, nullable=False),
+    Column("tenant_id", LargeBinary(16), nullable=False),
+    Column("object_id", LargeBinary(16), nullable=False),
+    Column("backend", Text, nullable=False),
+    Column("container", Text, nullable=False),
+    Column("wrapped_dek", Text, nullable=False),
+    Column("key_name", Text, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("initiated", Double, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("user_metadata", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("checksum_algorithm", Text, nullable=True),
+    # ListMultipartUploads pages by (key, upload_id) within a bucket.
+    Index(None, "bucket", "key", "upload_id"),
+)
+
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column(
+        "upload_id",
+        Text,
+        ForeignKey(uploads.c.upload_id, ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("part_number", Integer, primary_key=True, autoincrement=False),
+    Column("blob", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("stored_size", BigInteger, nullable=False),
+    Column("etag", Text, nullable=False),
+    Column("last_modified", Double, nullable=False),
+    Column("checksums", Text, nullable=False),
+)

@@ -1,0 +1,219 @@
+"""The `blindstore` command: dev, serve, tenants, gc.
+
+Commands that act on an instance take ``--data-dir`` (a `blindstore dev` directory, whose
+``dev.json`` says where OpenBao is) or ``--config`` (a production settings file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import typer
+from rich.console import Console
+
+from blindstore import config as config_module
+from blindstore.config import Settings
+from blindstore.errors import BlindstoreError, ConfigError
+
+app = typer.Typer(
+    name="blindstore",
+    help="An S3 encryption gateway for health data.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tenants_app = typer.Typer(help="Tenants and their access keys.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_DATA_DIR = Path(".blindstore")
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="State directory of a `blindstore dev` instance.")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Settings file of a production instance.")
+]
+
+
+def dev_settings(
+    data_dir: Path, *, vault_addr: str, vault_token: str, host: str = "127.0.0.1", port: int = 9000
+) -> Settings:
+    """The settings `blindstore dev` runs with: everything under ``data_dir``."""
+    data_dir = data_dir.absolute()
+    return Settings.model_validate(
+        {
+            "listen": {"host": host, "port": port},
+            "vault": {"addr": vault_addr, "token": vault_token},
+            "storage": {"backend": "local", "path": str(data_dir / "blobs")},
+            "catalog": {"url": f"sqlite:///{data_dir / 'catalog.db'}"},
+        }
+    )
+
+
+def _read_dev_json(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / "dev.json"
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{path} not found or unreadable: is `blindstore dev --data-dir {data_dir}` running?"
+        ) from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} is not a JSON object")
+    return loaded
+
+
+def resolve_settings(data_dir: Path | None, config_path: Path | None) -> Settings:
+    """Settings of the instance a command acts on."""
+    if config_path is not None and data_dir is not None:
+        raise ConfigError("give --data-dir or --config, not both")
+    if config_path is not None:
+        return config_module.load(config_path)
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    info = _read_dev_json(data_dir)
+    return dev_settings(data_dir, vault_addr=info["vault_addr"], vault_token=info["vault_token"])
+
+
+def _fail(exc: BlindstoreError) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {exc.message}")
+    return typer.Exit(code=2)
+
+
+# ---------------------------------------------------------------------------- dev, serve
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[Path, typer.Option(help="All state: catalog, blobs, OpenBao.")] = (
+        DEFAULT_DATA_DIR
+    ),
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 9000,
+    host: Annotated[str, typer.Option(help="Gateway address.")] = "127.0.0.1",
+    vault_port: Annotated[int, typer.Option(help="OpenBao port (0: a free one).")] = 0,
+) -> None:
+    """Start OpenBao and the gateway on local disk with two demo tenants; print credentials."""
+    from blindstore.cli import devrun
+
+    try:
+        devrun.run_dev(
+            data_dir, host=host, port=port, vault_port=vault_port or None, console=console
+        )
+    except BlindstoreError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def serve(config: Annotated[Path, typer.Option(help="Settings file (YAML).")]) -> None:
+    """Run the gateway against an existing OpenBao/Vault (production)."""
+    from blindstore import runtime
+    from blindstore.logs import configure_logging
+
+    try:
+        settings = config_module.load(config)
+    except BlindstoreError as exc:
+        raise _fail(exc) from exc
+    configure_logging(settings.log_level)
+
+    def ready(_gateway: object, bound_port: int) -> None:
+        err_console.print(f"blindstore S3 endpoint: http://{settings.listen.host}:{bound_port}")
+
+    anyio.run(lambda: runtime.serve(settings, on_ready=ready), backend_options={"use_uvloop": True})
+
+
+# ---------------------------------------------------------------------------- tenants
+
+
+@tenants_app.command("create")
+def tenants_create(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+    """Create a tenant, its Transit key and an access key pair (printed once)."""
+    from blindstore import provision, runtime
+
+    async def main() -> provision.NewCredentials:
+        settings = resolve_settings(data_dir, config)
+        async with runtime.open_gateway(settings) as gateway:
+            return await provision.create_tenant(
+                gateway.catalog, gateway.keys, name, key_prefix=settings.vault.key_prefix
+            )
+
+    try:
+        created = anyio.run(main)
+    except BlindstoreError as exc:
+        raise _fail(exc) from exc
+    console.print_json(
+        data={
+            "tenant": created.tenant.name,
+            "tenant_id": created.tenant.tenant_id.hex(),
+            "transit_key": created.tenant.key_name,
+            "access_key": created.access_key_id,
+            "secret_key": created.secret_key,
+        }
+    )
+
+
+@tenants_app.command("list")
+def tenants_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+    """List tenants (never their secrets)."""
+    from blindstore import runtime
+
+    async def main() -> list[dict[str, str]]:
+        settings = resolve_settings(data_dir, config)
+        catalog = runtime.open_catalog(settings)
+        try:
+            return [
+                {"tenant": t.name, "tenant_id": t.tenant_id.hex(), "transit_key": t.key_name}
+                for t in await catalog.list_tenants()
+            ]
+        finally:
+            await catalog.close()
+
+    try:
+        console.print_json(data=anyio.run(main))
+    except BlindstoreError as exc:
+        raise _fail(exc) from exc
+
+
+# ---------------------------------------------------------------------------- maintenance
+
+
+@app.command()
+def gc(
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    grace: Annotated[
+        float, typer.Option(help="Only blobs older than this many seconds are removed.")
+    ] = 3600.0,
+    dry_run: Annotated[bool, typer.Option(help="Report orphans without deleting.")] = False,
+) -> None:
+    """Delete orphan blobs (written but never committed to the catalog)."""
+    from blindstore import runtime
+    from blindstore.maintenance import collect_garbage
+
+    async def main() -> dict[str, int]:
+        settings = resolve_settings(data_dir, config)
+        async with runtime.open_gateway(settings) as gateway:
+            with console.status("scanning backends…") as status:
+                report = await collect_garbage(
+                    gateway,
+                    grace_seconds=grace,
+                    dry_run=dry_run,
+                    progress=lambda r: status.update(f"scanned {r.scanned} blobs…"),
+                )
+        return {name: getattr(report, name) for name in report.__slots__}
+
+    try:
+        console.print_json(data=anyio.run(main))
+    except BlindstoreError as exc:
+        raise _fail(exc) from exc
+
+
+def main() -> None:
+    # A second Ctrl-C during shutdown should still end the process.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,1 @@
+"""Development helpers that start real services locally (``blindstore dev``, the test suite)."""

@@ -1,0 +1,823 @@
+"""The orchestrator: the only module that sequences I/O.
+
+It takes the protocols (Catalog, KeyWrapper, Backend) in its constructor and never imports a
+concrete implementation. Order of effects on a write: data key → encrypt while streaming to the
+backend → verify digests → catalog commit (the commit point) → delete what was replaced.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import structlog
+
+from blindstore import crypto
+from blindstore.backends.base import Backend
+from blindstore.backends.ids import new_blob_id
+from blindstore.catalog.base import (
+    AccessKey,
+    Bucket,
+    Catalog,
+    ListPage,
+    ObjectRecord,
+    StoredPart,
+    Tenant,
+    Upload,
+    UploadPage,
+    UploadPart,
+)
+from blindstore.errors import (
+    AccessDenied,
+    BlindstoreError,
+    BucketAlreadyExists,
+    BucketAlreadyOwnedByYou,
+    EntityTooSmall,
+    IntegrityError,
+    InvalidArgument,
+    InvalidPart,
+    InvalidPartOrder,
+    InvalidRange,
+    InvalidRequest,
+    MalformedXML,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+)
+from blindstore.keys.base import KeyWrapper
+from blindstore.s3.conditions import Conditions, check_copy_source, check_read
+
+log = structlog.get_logger("blindstore.gateway")
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+_NO_CONDITIONS = Conditions()
+
+
+class BodyCheck(Protocol):
+    """Digests of an incoming plaintext body, fed once per byte, verified at the end."""
+
+    def update(self, data: bytes) -> None: ...
+
+    def verify(self) -> None:
+        """Raise BadDigest/XAmzContentSHA256Mismatch/... if any declared digest differs."""
+        ...
+
+    def md5_hex(self) -> str: ...
+
+    def checksums(self) -> dict[str, str]:
+        """Checksums the client declared (algorithm → base64), to return on request."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the access key and the tenant it belongs to."""
+
+    access_key_id: str
+    tenant: Tenant
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMeta:
+    """What a client sets on an object besides its bytes."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRead:
+    """A GET result: the row, the byte range served (inclusive) and the verified body."""
+
+    record: ObjectRecord
+    start: int
+    end: int
+    partial: bool
+    body: AsyncIterator[bytes]
+    #: True when every byte of the body was verified before this object was returned.
+    verified: bool
+
+
+def _canonical_row(record: ObjectRecord) -> bytes:
+    """The row fields the row MAC covers.
+
+    Excluded on purpose: the wrapped DEK and key version (a rewrap changes them; the Vault
+    context already binds the wrapped DEK to tenant + object) and tags (mutable without the DEK).
+    """
+    doc = {
+        "bucket": record.bucket,
+        "key": record.key,
+        "tenant": record.tenant_id.hex(),
+        "object": record.object_id.hex(),
+        "backend": record.backend,
+        "container": record.container,
+        "parts": [[p.part_number, p.blob, p.size, p.stored_size, p.etag] for p in record.parts],
+        "size": record.size,
+        "etag": record.etag,
+        "last_modified": record.last_modified,
+        "headers": record.headers,
+        "meta": record.user_metadata,
+        "checksums": record.checksums,
+        "key_name": record.key_name,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def multipart_etag(part_md5s: list[str]) -> str:
+    joined = b"".join(bytes.fromhex(m) for m in part_md5s)
+    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_md5s)}"
+
+
+class Gateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        keys: KeyWrapper,
+        backends: Mapping[str, Backend],
+        *,
+        default_backend: str,
+        verify_whole_below: int = 4 * 1024 * 1024,
+        io_buffer_bytes: int = 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
+        bucket_cache_seconds: float = 1.0,
+    ) -> None:
+        self.catalog = catalog
+        self.keys = keys
+        self.backends = dict(backends)
+        self.default_backend = default_backend
+        self.verify_whole_below = verify_whole_below
+        self.io_buffer_bytes = io_buffer_bytes
+        self.clock = clock
+        self.rng = rng
+        self._bucket_cache: dict[str, tuple[Bucket, float]] = {}
+        self._bucket_cache_seconds = bucket_cache_seconds
+        self._mono = time.monotonic
+
+    async def close(self) -> None:
+        await self.keys.close()
+        for backend in self.backends.values():
+            await backend.close()
+        await self.catalog.close()
+
+    # ------------------------------------------------------------------ identity
+
+    async def lookup_access_key(self, access_key_id: str) -> tuple[AccessKey, Tenant] | None:
+        key = await self.catalog.get_access_key(access_key_id)
+        if key is None:
+            return None
+        tenant = await self.catalog.get_tenant(key.tenant_id)
+        if tenant is None:
+            return None
+        return key, tenant
+
+    # ------------------------------------------------------------------ buckets
+
+    async def _bucket(self, name: str) -> Bucket | None:
+        cached = self._bucket_cache.get(name)
+        now = self._mono()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        bucket = await self.catalog.get_bucket(name)
+        if bucket is not None:
+            self._bucket_cache[name] = (bucket, now + self._bucket_cache_seconds)
+        return bucket
+
+    async def owned_bucket(self, principal: Principal, name: str) -> Bucket:
+        """The bucket if the caller's tenant owns it; AccessDenied if another tenant does."""
+        bucket = await self._bucket(name)
+        if bucket is None:
+            raise NoSuchBucket(BucketName=name)
+        if bucket.tenant_id != principal.tenant.tenant_id:
+            raise AccessDenied()
+        return bucket
+
+    async def create_bucket(self, principal: Principal, name: str, region: str) -> None:
+        bucket = Bucket(
+            name=name, tenant_id=principal.tenant.tenant_id, created=self.clock(), region=region
+        )
+        try:
+            await self.catalog.create_bucket(bucket)
+        except BucketAlreadyExists:
+            existing = await self.catalog.get_bucket(name)
+            if existing is not None and existing.tenant_id == principal.tenant.tenant_id:
+                raise BucketAlreadyOwnedByYou(BucketName=name) from None
+            raise BucketAlreadyExists(BucketName=name) from None
+
+    async def delete_bucket(self, principal: Principal, name: str) -> None:
+        await self.owned_bucket(principal, name)
+        parts = await self.catalog.delete_bucket(name)
+        self._bucket_cache.pop(name, None)
+        upload_backend = self.backends[self.default_backend]
+        for part in parts:
+            await self._delete_blob(upload_backend, principal.tenant.container, part.blob)
+
+    async def list_buckets(self, principal: Principal) -> list[Bucket]:
+        return await self.catalog.list_buckets(principal.tenant.tenant_id)
+
+    # ------------------------------------------------------------------ writes
+
+    async def put_object(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        body: AsyncIterator[bytes],
+        check: BodyCheck,
+        meta: WriteMeta,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectRecord:
+        await self.owned_bucket(principal, bucket_name)
+        tenant = principal.tenant
+        datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+        backend_name = self.default_backend
+        part = await self._write_segment(
+            self.backends[backend_name], tenant, datakey.object_id, datakey.dek, 0, body, check
+        )
+        record = ObjectRecord(
+            bucket=bucket_name,
+            key=key,
+            tenant_id=tenant.tenant_id,
+            object_id=datakey.object_id,
+            backend=backend_name,
+            container=tenant.container,
+            parts=(part,),
+            size=part.size,
+            etag=part.etag,
+            last_modified=self._now_ms(),
+            wrapped_dek=datakey.wrapped,
+            key_name=datakey.key_name,
+            key_version=datakey.key_version,
+            headers=meta.headers,
+            user_metadata=meta.user_metadata,
+            checksums=check.checksums(),
+            tags=meta.tags,
+        )
+        return await self._commit(record, datakey.dek, if_match, if_none_match)
+
+    async def _commit(
+        self, record: ObjectRecord, dek: bytes, if_match: str | None, if_none_match: bool
+    ) -> ObjectRecord:
+        record = replace(
+            record, row_mac=crypto.row_mac(dek, record.object_id, _canonical_row(record))
+        )
+        try:
+            replaced = await self.catalog.put_object(
+                record, if_match=if_match, if_none_match=if_none_match
+            )
+        except BaseException:
+            await self._discard(record)
+            raise
+        if replaced is not None:
+            await self._discard(replaced)
+        return record
+
+    async def _write_segment(
+        self,
+        backend: Backend,
+        tenant: Tenant,
+        object_id: bytes,
+        dek: bytes,
+        part_number: int,
+        body: AsyncIterator[bytes],
+        check: BodyCheck,
+    ) -> StoredPart:
+        """Encrypt ``body`` as one segment into a new blob; verify digests before it lands."""
+        sealer = crypto.SegmentSealer(dek, tenant.tenant_id, object_id, part_number, rng=self.rng)
+        size = 0
+        buffer_limit = self.io_buffer_bytes
+
+        async def ciphertext() -> AsyncIterator[bytes]:
+            nonlocal size
+            pending = [sealer.prefix()]
+            pending_len = crypto.PREFIX_SIZE
+            async for data in body:
+                size += len(data)
+                check.update(data)
+                out = sealer.update(data)
+                if out:
+                    pending.append(out)
+                    pending_len += len(out)
+                if pending_len >= buffer_limit:
+                    yield b"".join(pending)
+                    pending, pending_len = [], 0
+            # Digests are verified before the last bytes are handed over, so a mismatch makes
+            # the backend discard the blob: nothing is stored.
+            check.verify()
+            pending.append(sealer.finalize())
+            yield b"".join(pending)
+
+        blob = new_blob_id(self.rng)
+        stored = await backend.put(tenant.container, blob, ciphertext())
+        expected = crypto.segment_size(size)
+        if stored != expected:  # a backend that lost bytes must not get a catalog row
+            await self._delete_blob(backend, tenant.container, blob)
+            raise IntegrityError("stored size differs from the segment size")
+        return StoredPart(
+            part_number=part_number, blob=blob, size=size, stored_size=stored, etag=check.md5_hex()
+        )
+
+    async def _discard(self, record: ObjectRecord) -> None:
+        """Delete the blobs of a row that no longer exists (or never was committed)."""
+        self.keys.forget(record.tenant_id, record.object_id)
+        backend = self.backends.get(record.backend)
+        if backend is None:
+            return
+        for part in record.parts:
+            await self._delete_blob(backend, record.container, part.blob)
+
+    async def _delete_blob(self, backend: Backend, container: str, blob: str) -> None:
+        # Best effort: a blob left behind is an orphan that `blindstore gc` removes.
+        try:
+            await backend.delete(container, blob)
+        except BlindstoreError as exc:
+            log.warning("blob_delete_failed", backend=backend.name, error=type(exc).__name__)
+
+    def _now_ms(self) -> float:
+        return round(self.clock(), 3)
+
+    # ------------------------------------------------------------------ reads
+
+    async def head_object(self, principal: Principal, bucket_name: str, key: str) -> ObjectRecord:
+        await self.owned_bucket(principal, bucket_name)
+        record = await self.catalog.get_object(bucket_name, key)
+        if record is None:
+            raise NoSuchKey(Key=key)
+        return record
+
+    async def _open_record(self, record: ObjectRecord) -> bytes:
+        """Unwrap the DEK and authenticate the catalog row with it."""
+        dek = await self.keys.unwrap(
+            record.key_name, record.tenant_id, record.object_id, record.wrapped_dek
+        )
+        crypto.verify_row_mac(dek, record.object_id, _canonical_row(record), record.row_mac)
+        return dek
+
+    async def get_object(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        *,
+        conditions: Conditions = _NO_CONDITIONS,
+        byte_range: tuple[int, int] | None = None,
+        part_number: int | None = None,
+        range_parser: Callable[[int], tuple[int, int] | None] | None = None,
+        head: bool = False,
+    ) -> ObjectRead:
+        """Read an object (or a range, or one part) as verified plaintext.
+
+        ``range_parser`` maps the object size to an inclusive range (or None for all of it);
+        it is called once the size is known.
+        """
+        record = await self.head_object(principal, bucket_name, key)
+        check_read(conditions, record.etag, record.last_modified)
+        start, end, partial = 0, record.size - 1, False
+        if part_number is not None:
+            start, end = self._part_range(record, part_number)
+            partial = len(record.parts) > 1 or record.parts[0].part_number != 0
+        elif range_parser is not None:
+            parsed = range_parser(record.size)
+            if parsed is not None:
+                start, end = parsed
+                partial = True
+        elif byte_range is not None:
+            start, end = byte_range
+            partial = True
+        if head:
+            return ObjectRead(record, start, end, partial, _empty(), verified=False)
+        dek = await self._open_record(record)
+        body = self._plaintext(record, dek, start, end)
+        if end - start + 1 <= self.verify_whole_below:
+            data = b"".join([chunk async for chunk in body])
+            return ObjectRead(record, start, end, partial, _once(data), verified=True)
+        return ObjectRead(record, start, end, partial, body, verified=False)
+
+    @staticmethod
+    def _part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
+        if part_number < 1 or part_number > MAX_PARTS:
+            raise InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+                ArgumentName="partNumber",
+            )
+        if len(record.parts) == 1 and record.parts[0].part_number == 0:
+            if part_number != 1:
+                raise InvalidRange("The requested partnumber is not satisfiable")
+            return 0, record.size - 1
+        if part_number > len(record.parts):
+            raise InvalidRange("The requested partnumber is not satisfiable")
+        start = sum(p.size for p in record.parts[: part_number - 1])
+        return start, start + record.parts[part_number - 1].size - 1
+
+    async def _plaintext(
+        self, record: ObjectRecord, dek: bytes, start: int, end: int
+    ) -> AsyncIterator[bytes]:
+        """Yield plaintext [start, end] (inclusive), reading and verifying covering chunks only."""
+        backend = self.backends.get(record.backend)
+        if backend is None:
+            raise IntegrityError(f"unknown backend {record.backend!r}")
+        offset = 0
+        for part in record.parts:
+            part_start, offset = offset, offset + part.size
+            if record.size == 0:
+                # An empty object still has a segment: open it so a forged one is refused.
+                async for chunk in self._read_part(backend, record, part, dek, 0, -1):
+                    yield chunk
+                return
+            if part.size == 0 or offset - 1 < start or part_start > end:
+                continue
+            lo = max(start, part_start) - part_start
+            hi = min(end, offset - 1) - part_start
+            async for chunk in self._read_part(backend, record, part, dek, lo, hi):
+                yield chunk
+
+    async def _read_part(
+        self,
+        backend: Backend,
+        record: ObjectRecord,
+        part: StoredPart,
+        dek: bytes,
+        lo: int,
+        hi: int,
+    ) -> AsyncIterator[bytes]:
+        """Plaintext bytes [lo, hi] of one segment, verified chunk by chunk before release.
+
+        ``hi = -1`` reads an empty segment. Reads that reach the final chunk fetch to the end of
+        the blob, so trailing bytes appended by a backend are seen and refused.
+        """
+        if part.stored_size != crypto.segment_size(part.size):
+            raise IntegrityError("manifest sizes disagree")
+        ids = (dek, record.tenant_id, record.object_id, part.part_number)
+        if part.size == 0 or (lo == 0 and hi == part.size - 1):
+            stream = crypto.segment_reader(*ids, plaintext_size=part.size)
+            fetch = backend.get(record.container, part.blob, 0, None)
+            skip = 0
+        else:
+            span = crypto.chunk_span(part.size, lo, hi)
+            reaches_final = span.last_chunk == part.size // crypto.CHUNK
+            fetch_end = None if reaches_final else span.ct_end
+            if span.first_chunk == 0:
+                fetch = backend.get(record.container, part.blob, 0, fetch_end)
+                prefix, fetch = await _take(fetch, crypto.PREFIX_SIZE)
+            else:
+                head = backend.get(record.container, part.blob, 0, crypto.PREFIX_SIZE)
+                prefix, _ = await _take(head, crypto.PREFIX_SIZE)
+                fetch = backend.get(record.container, part.blob, span.ct_start, fetch_end)
+            opener = crypto.SegmentOpener(*ids, plaintext_size=part.size, prefix=prefix)
+            stream = opener.stream(span.first_chunk, span.last_chunk)
+            skip = lo - span.first_chunk * crypto.CHUNK
+        remaining = hi - lo + 1
+        async for data in fetch:
+            plain = stream.feed(data)
+            if plain:
+                out, skip, remaining = _window(plain, skip, remaining)
+                if out:
+                    yield out
+        out, skip, remaining = _window(stream.finish(), skip, remaining)
+        if remaining > 0:
+            raise IntegrityError("segment shorter than the manifest")
+        if out:
+            yield out
+
+    # ------------------------------------------------------------------ delete, tags, list
+
+    async def delete_object(self, principal: Principal, bucket_name: str, key: str) -> None:
+        await self.owned_bucket(principal, bucket_name)
+        removed = await self.catalog.delete_object(bucket_name, key)
+        if removed is not None:
+            await self._discard(removed)
+
+    async def get_tags(self, principal: Principal, bucket_name: str, key: str) -> dict[str, str]:
+        return (await self.head_object(principal, bucket_name, key)).tags
+
+    async def put_tags(
+        self, principal: Principal, bucket_name: str, key: str, tags: dict[str, str]
+    ) -> None:
+        await self.owned_bucket(principal, bucket_name)
+        await self.catalog.set_tags(bucket_name, key, tags)
+
+    async def list_objects(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        start_after: str,
+        max_keys: int,
+    ) -> ListPage:
+        await self.owned_bucket(principal, bucket_name)
+        return await self.catalog.list_objects(
+            bucket_name,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=start_after,
+            max_keys=max_keys,
+        )
+
+    # ------------------------------------------------------------------ copy
+
+    async def copy_object(
+        self,
+        principal: Principal,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        check: BodyCheck,
+        *,
+        source_conditions: Conditions,
+        meta: WriteMeta | None,
+        tags: dict[str, str] | None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectRecord:
+        """Copy by decrypting the source and re-encrypting under a fresh DEK.
+
+        ``meta`` None means COPY (keep the source's metadata), ``tags`` None keeps the source's.
+        """
+        await self.owned_bucket(principal, dst_bucket)
+        source = await self.head_object(principal, src_bucket, src_key)
+        check_copy_source(source_conditions, source.etag, source.last_modified)
+        if meta is None and src_bucket == dst_bucket and src_key == dst_key:
+            raise InvalidRequest(
+                "This copy request is illegal because it is trying to copy an object to itself "
+                "without changing the object's metadata, storage class, website redirect location "
+                "or encryption attributes."
+            )
+        dek = await self._open_record(source)
+        body = self._plaintext(source, dek, 0, source.size - 1)
+        chosen = meta or WriteMeta(headers=source.headers, user_metadata=source.user_metadata)
+        chosen = replace(chosen, tags=source.tags if tags is None else tags)
+        return await self.put_object(
+            principal,
+            dst_bucket,
+            dst_key,
+            body,
+            check,
+            chosen,
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
+
+    # ------------------------------------------------------------------ multipart
+
+    async def create_upload(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        meta: WriteMeta,
+        checksum_algorithm: str | None = None,
+    ) -> Upload:
+        await self.owned_bucket(principal, bucket_name)
+        tenant = principal.tenant
+        datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+        upload = Upload(
+            upload_id=base64.urlsafe_b64encode(self.rng(24)).decode().rstrip("="),
+            bucket=bucket_name,
+            key=key,
+            tenant_id=tenant.tenant_id,
+            object_id=datakey.object_id,
+            backend=self.default_backend,
+            container=tenant.container,
+            wrapped_dek=datakey.wrapped,
+            key_name=datakey.key_name,
+            key_version=datakey.key_version,
+            initiated=self._now_ms(),
+            headers=meta.headers,
+            user_metadata=meta.user_metadata,
+            tags=meta.tags,
+            checksum_algorithm=checksum_algorithm,
+        )
+        await self.catalog.create_upload(upload)
+        return upload
+
+    async def _upload(
+        self, principal: Principal, bucket_name: str, key: str, upload_id: str
+    ) -> Upload:
+        await self.owned_bucket(principal, bucket_name)
+        upload = await self.catalog.get_upload(upload_id)
+        if upload is None or upload.bucket != bucket_name or upload.key != key:
+            raise NoSuchUpload(UploadId=upload_id)
+        return upload
+
+    async def upload_part(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes],
+        check: BodyCheck,
+    ) -> UploadPart:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+                ArgumentName="partNumber",
+            )
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        dek = await self.keys.unwrap(
+            upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
+        )
+        backend = self.backends[upload.backend]
+        stored = await self._write_segment(
+            backend, principal.tenant, upload.object_id, dek, part_number, body, check
+        )
+        part = UploadPart(
+            upload_id=upload_id,
+            part_number=part_number,
+            blob=stored.blob,
+            size=stored.size,
+            stored_size=stored.stored_size,
+            etag=stored.etag,
+            last_modified=self._now_ms(),
+            checksums=check.checksums(),
+        )
+        try:
+            replaced = await self.catalog.put_part(part)
+        except BaseException:
+            await self._delete_blob(backend, upload.container, part.blob)
+            raise
+        if replaced is not None:
+            await self._delete_blob(backend, upload.container, replaced.blob)
+        return part
+
+    async def complete_upload(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        upload_id: str,
+        requested: list[tuple[int, str]],
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectRecord:
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        if not requested:
+            raise MalformedXML()
+        numbers = [n for n, _ in requested]
+        if any(b <= a for a, b in itertools.pairwise(numbers)):
+            raise InvalidPartOrder()
+        known: dict[int, UploadPart] = {}
+        marker = 0
+        while True:
+            page, truncated = await self.catalog.list_parts(upload_id, part_number_marker=marker)
+            known.update((p.part_number, p) for p in page)
+            if not truncated or not page:
+                break
+            marker = page[-1].part_number
+        chosen: list[UploadPart] = []
+        for number, etag in requested:
+            part = known.get(number)
+            if part is None or part.etag != etag.strip('"'):
+                raise InvalidPart(PartNumber=str(number), ETag=etag)
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part.size < MIN_PART_SIZE:
+                raise EntityTooSmall(
+                    ProposedSize=str(part.size),
+                    MinSizeAllowed=str(MIN_PART_SIZE),
+                    PartNumber=str(part.part_number),
+                    ETag=part.etag,
+                )
+        dek = await self.keys.unwrap(
+            upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
+        )
+        record = ObjectRecord(
+            bucket=bucket_name,
+            key=key,
+            tenant_id=upload.tenant_id,
+            object_id=upload.object_id,
+            backend=upload.backend,
+            container=upload.container,
+            parts=tuple(
+                StoredPart(
+                    part_number=p.part_number,
+                    blob=p.blob,
+                    size=p.size,
+                    stored_size=p.stored_size,
+                    etag=p.etag,
+                )
+                for p in chosen
+            ),
+            size=sum(p.size for p in chosen),
+            etag=multipart_etag([p.etag for p in chosen]),
+            last_modified=self._now_ms(),
+            wrapped_dek=upload.wrapped_dek,
+            key_name=upload.key_name,
+            key_version=upload.key_version,
+            headers=upload.headers,
+            user_metadata=upload.user_metadata,
+            tags=upload.tags,
+        )
+        record = replace(
+            record, row_mac=crypto.row_mac(dek, record.object_id, _canonical_row(record))
+        )
+        replaced, unused = await self.catalog.complete_upload(
+            upload_id, record, if_match=if_match, if_none_match=if_none_match
+        )
+        backend = self.backends[upload.backend]
+        for part in unused:
+            await self._delete_blob(backend, upload.container, part.blob)
+        if replaced is not None:
+            await self._discard(replaced)
+        return record
+
+    async def abort_upload(
+        self, principal: Principal, bucket_name: str, key: str, upload_id: str
+    ) -> None:
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        parts = await self.catalog.abort_upload(upload_id)
+        backend = self.backends[upload.backend]
+        for part in parts:
+            await self._delete_blob(backend, upload.container, part.blob)
+        self.keys.forget(upload.tenant_id, upload.object_id)
+
+    async def list_parts(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        upload_id: str,
+        *,
+        part_number_marker: int,
+        max_parts: int,
+    ) -> tuple[Upload, list[UploadPart], bool]:
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        parts, truncated = await self.catalog.list_parts(
+            upload_id, part_number_marker=part_number_marker, max_parts=max_parts
+        )
+        return upload, parts, truncated
+
+    async def list_uploads(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        *,
+        prefix: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> UploadPage:
+        await self.owned_bucket(principal, bucket_name)
+        return await self.catalog.list_uploads(
+            bucket_name,
+            prefix=prefix,
+            key_marker=key_marker,
+            upload_id_marker=upload_id_marker,
+            max_uploads=max_uploads,
+        )
+
+
+def _window(plain: bytes, skip: int, remaining: int) -> tuple[bytes, int, int]:
+    """Cut the requested window out of a run of verified plaintext."""
+    if skip:
+        cut = min(skip, len(plain))
+        plain = plain[cut:]
+        skip -= cut
+    out = plain[:remaining]
+    return out, skip, remaining - len(out)
+
+
+async def _take(stream: AsyncIterator[bytes], n: int) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first ``n`` bytes of a stream, and the stream of everything after them."""
+    buf = bytearray()
+    async for data in stream:
+        buf += data
+        if len(buf) >= n:
+            break
+    if len(buf) < n:
+        raise IntegrityError("blob shorter than its header")
+    rest = bytes(buf[n:])
+
+    async def remainder() -> AsyncIterator[bytes]:
+        if rest:
+            yield rest
+        async for data in stream:
+            yield data
+
+    return bytes(buf[:n]), remainder()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    nothing: tuple[bytes, ...] = ()
+    for chunk in nothing:
+        yield chunk

@@ -1,0 +1,132 @@
+"""The ``KeyWrapper`` the gateway uses: a batch key service (Transit) + DEK pool + unwrap cache.
+
+    new_data_key ─► PrewrappedPool ─(one batch encrypt per refill)─► Transit
+    unwrap ─► UnwrapCache ─(miss)─► UnwrapBatcher ─(one batch decrypt per window)─► Transit
+
+Vault calls stay ≥ 1 per object (each DEK is wrapped and unwrapped by Transit itself, so per-object
+audit and shredding hold); the gateway holds DEKs only, never a key that opens many objects.
+
+Use it as ``async with KeyService(...) as keys:`` in the server lifespan: that runs the pool's
+background refills and the cache's expiry sweep. Without it, everything still works; refills
+then happen when a pool runs empty, in the request that finds it empty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import asdict
+from types import TracebackType
+
+import anyio
+
+from blindstore.keys.base import BatchKeyWrapper, DataKey
+from blindstore.keys.batching import UnwrapBatcher
+from blindstore.keys.cache import MAX_TTL, UnwrapCache
+from blindstore.keys.pool import PrewrappedPool
+
+
+class KeyService:
+    """Pooled wraps, cached and micro-batched unwraps over ``wrapper``; a ``KeyWrapper``."""
+
+    def __init__(
+        self,
+        wrapper: BatchKeyWrapper,
+        *,
+        pool_size: int = 64,
+        pool_low_water: int | None = None,
+        pool_ttl: float = 300.0,
+        cache_ttl: float = MAX_TTL,
+        cache_max_entries: int = 10_000,
+        batch_window: float = 0.002,
+        max_batch: int = 64,
+        sweep_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.wrapper = wrapper
+        self.pool = PrewrappedPool(
+            wrapper, size=pool_size, low_water=pool_low_water, ttl=pool_ttl, clock=clock
+        )
+        self.cache = UnwrapCache(ttl=cache_ttl, max_entries=cache_max_entries, clock=clock)
+        self.batcher = UnwrapBatcher(wrapper, window=batch_window, max_batch=max_batch)
+        self._sweep_interval = sweep_interval
+        self._background: AsyncExitStack | None = None
+        self._closed = False
+
+    @property
+    def vault_calls(self) -> int:
+        """Round trips to the key service so far, wraps and unwraps, retries included."""
+        return self.wrapper.vault_calls
+
+    def stats(self) -> dict[str, int]:
+        """Every counter, flat, for metrics (``vault_calls``, ``pool_hits``, ``cache_hits``...)."""
+        counters = {"vault_calls": self.vault_calls, "cache_entries": len(self.cache)}
+        for prefix, group in (
+            ("pool", self.pool.stats),
+            ("cache", self.cache.stats),
+            ("unwrap_batch", self.batcher.stats),
+        ):
+            counters.update({f"{prefix}_{name}": value for name, value in asdict(group).items()})
+        return counters
+
+    async def __aenter__(self) -> KeyService:
+        stack = AsyncExitStack()
+        task_group = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(task_group.cancel_scope.cancel)  # runs before the task group exits
+        stack.callback(self.pool.attach, None)
+        task_group.start_soon(self._sweep_cache)
+        self.pool.attach(task_group)
+        self._background = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        background, self._background = self._background, None
+        try:
+            if background is not None:
+                await background.__aexit__(exc_type, exc, traceback)
+        finally:
+            await self.close()
+
+    async def create_key(self, key_name: str) -> None:
+        """Create a tenant key (idempotent); administrative."""
+        await self.wrapper.create_key(key_name)
+
+    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
+        """A single-use pre-wrapped DEK; ``KeyServiceUnavailable`` if Vault is down and the
+        pool is empty."""
+        return await self.pool.new_data_key(key_name, tenant_id)
+
+    async def unwrap(
+        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str
+    ) -> bytes:
+        """The object's DEK: from the cache if unwrapped within the ttl, else from Transit."""
+        dek = self.cache.get(key_name, tenant_id, object_id, wrapped)
+        if dek is None:
+            epoch = self.cache.epoch
+            dek = await self.batcher.unwrap(key_name, tenant_id, object_id, wrapped)
+            self.cache.put(key_name, tenant_id, object_id, wrapped, dek, epoch=epoch)
+        return dek
+
+    def forget(self, tenant_id: bytes, object_id: bytes) -> None:
+        """Drop the object's cached DEK (delete, overwrite, shred)."""
+        self.cache.forget(tenant_id, object_id)
+
+    async def close(self) -> None:
+        """Drop every pooled and cached DEK and close the key service client (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.clear()
+        self.cache.clear()
+        await self.wrapper.close()
+
+    async def _sweep_cache(self) -> None:
+        while True:
+            await anyio.sleep(self._sweep_interval)
+            self.cache.purge_expired()

@@ -1,0 +1,105 @@
+"""Composition root: settings → concrete catalog, key service, backends → Gateway, and serving.
+
+The only place (with the CLI) that names concrete implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import uvicorn
+
+from blindstore.backends.local import LocalBackend
+from blindstore.catalog.sql import SqlCatalog
+from blindstore.config import Settings
+from blindstore.gateway import Gateway
+from blindstore.keys.service import KeyService
+from blindstore.keys.transit import TransitKeyWrapper, resolve_token
+from blindstore.server.s3app import S3App
+
+
+def open_catalog(settings: Settings) -> SqlCatalog:
+    if settings.catalog.url.startswith("sqlite:///"):
+        path = settings.catalog.url.removeprefix("sqlite:///")
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog(settings.catalog.url)
+
+
+def transit_wrapper(settings: Settings) -> TransitKeyWrapper:
+    vault = settings.vault
+    token = resolve_token(vault.token.get_secret_value() if vault.token else None, vault.token_file)
+    return TransitKeyWrapper(
+        url=vault.addr,
+        token=token,
+        mount=vault.mount,
+        read_timeout=vault.timeout_seconds,
+        verify=str(vault.ca_cert) if vault.ca_cert else True,
+    )
+
+
+@asynccontextmanager
+async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """A ready gateway over the configured services; everything is closed on exit."""
+    catalog = open_catalog(settings)
+    keys = KeyService(
+        transit_wrapper(settings),
+        pool_size=settings.keys.pool_size,
+        pool_ttl=settings.keys.pool_ttl_seconds,
+        cache_ttl=settings.keys.cache_ttl_seconds,
+        cache_max_entries=settings.keys.cache_entries,
+    )
+    backend = LocalBackend(settings.storage.path)
+    gateway = Gateway(
+        catalog,
+        keys,
+        {backend.name: backend},
+        default_backend=backend.name,
+        verify_whole_below=settings.limits.verify_whole_below,
+        io_buffer_bytes=settings.limits.io_buffer_bytes,
+    )
+    try:
+        async with keys:
+            yield gateway
+    finally:
+        await gateway.close()
+
+
+def make_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
+    config = uvicorn.Config(
+        S3App(gateway, settings),
+        host=settings.listen.host,
+        port=settings.listen.port,
+        http="httptools",
+        loop="none",  # the caller's loop (uvloop under `blindstore serve`)
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+async def serve(
+    settings: Settings, *, on_ready: Callable[[Gateway, int], None] | None = None
+) -> None:
+    """Run the S3 plane until SIGINT/SIGTERM."""
+    async with open_gateway(settings) as gateway:
+        server = make_server(settings, gateway)
+        if on_ready is None:
+            await server.serve()
+            return
+        import anyio
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve)
+            while not server.started:
+                if server.should_exit:
+                    return
+                await anyio.sleep(0.02)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            on_ready(gateway, port)

@@ -1,0 +1,60 @@
+"""ASGI request bodies as async iterators, with idle timeouts and disconnect detection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from blindstore.errors import IncompleteBody, RequestTimeout
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class ClientDisconnected(IncompleteBody):
+    """The client went away mid-body: nothing is stored, nothing is answered."""
+
+
+async def receive_body(
+    receive: Receive, *, idle_timeout: float, expected_length: int | None
+) -> AsyncIterator[bytes]:
+    """Yield the raw request body; enforce Content-Length and a per-message idle timeout."""
+    received = 0
+    while True:
+        try:
+            with anyio.fail_after(idle_timeout):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout() from None
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        data: bytes = message.get("body", b"")
+        if data:
+            received += len(data)
+            if expected_length is not None and received > expected_length:
+                raise IncompleteBody()
+            yield data
+        if not message.get("more_body", False):
+            break
+    if expected_length is not None and received != expected_length:
+        raise IncompleteBody()
+
+
+async def drain(receive: Receive, limit: int) -> bytes:
+    """Read a whole (small) body into memory, refusing more than ``limit`` bytes."""
+    from blindstore.errors import MalformedXML
+
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        data: bytes = message.get("body", b"")
+        size += len(data)
+        if size > limit:
+            raise MalformedXML()
+        chunks.append(data)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -1,0 +1,888 @@
+"""The Catalog contract: behaviours every ``Catalog`` implementation must show.
+
+A test module subclasses ``CatalogContract`` and provides a ``catalog`` fixture: a fresh, empty
+catalog. Listing is checked against ``model_listing``, a direct transcription of the semantics
+into Python, on shapes that Hypothesis generates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+from collections.abc import Sequence
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blindstore.catalog.base import (
+    AccessKey,
+    Bucket,
+    Catalog,
+    ObjectRecord,
+    StoredPart,
+    Tenant,
+    Upload,
+    UploadPart,
+)
+from blindstore.errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    InvalidArgument,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    PreconditionFailed,
+)
+
+BACKEND = "local"
+
+
+def ident(label: str) -> bytes:
+    """A deterministic 16-byte id."""
+    return hashlib.sha256(label.encode()).digest()[:16]
+
+
+def blob(label: str) -> str:
+    """A deterministic blob id."""
+    return f"00/{hashlib.sha256(label.encode()).hexdigest()[:26].translate(_BASE32)}"
+
+
+_BASE32 = str.maketrans("0189", "2345")
+
+TENANT = Tenant(ident("tenant"), "acme", "hgw-t-acme", "bs-acme", 1000.0)
+OTHER_TENANT = Tenant(ident("other"), "globex", "hgw-t-globex", "bs-globex", 1001.0)
+
+
+def make_object(
+    bucket: str,
+    key: str,
+    *,
+    etag: str = "e1",
+    parts: Sequence[str] | None = None,
+    backend: str = BACKEND,
+    tenant: Tenant = TENANT,
+) -> ObjectRecord:
+    blobs = parts if parts is not None else [f"{bucket}/{key}/{etag}"]
+    return ObjectRecord(
+        bucket=bucket,
+        key=key,
+        tenant_id=tenant.tenant_id,
+        object_id=ident(f"{bucket}/{key}/{etag}"),
+        backend=backend,
+        container=tenant.container,
+        parts=tuple(
+            StoredPart(n, blob(label), 100 + n, 156 + n, f"md5-{n}")
+            for n, label in enumerate(blobs)
+        ),
+        size=100 * len(blobs),
+        etag=etag,
+        last_modified=2000.0,
+        wrapped_dek=f"vault:v1:{etag}",
+        key_name=tenant.key_name,
+        key_version=1,
+    )
+
+
+def make_upload(bucket: str, key: str, upload_id: str, *, backend: str = BACKEND) -> Upload:
+    return Upload(
+        upload_id=upload_id,
+        bucket=bucket,
+        key=key,
+        tenant_id=TENANT.tenant_id,
+        object_id=ident(upload_id),
+        backend=backend,
+        container=TENANT.container,
+        wrapped_dek="vault:v1:upload",
+        key_name=TENANT.key_name,
+        key_version=3,
+        initiated=3000.0,
+    )
+
+
+def make_part(upload_id: str, number: int, label: str = "") -> UploadPart:
+    return UploadPart(
+        upload_id=upload_id,
+        part_number=number,
+        blob=blob(f"{upload_id}/{number}/{label}"),
+        size=5 << 20,
+        stored_size=(5 << 20) + 5176,
+        etag=f"etag-{number}-{label}",
+        last_modified=3100.0 + number,
+    )
+
+
+def object_for_parts(upload: Upload, parts: Sequence[UploadPart], etag: str) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=upload.bucket,
+        key=upload.key,
+        tenant_id=upload.tenant_id,
+        object_id=upload.object_id,
+        backend=upload.backend,
+        container=upload.container,
+        parts=tuple(
+            StoredPart(p.part_number, p.blob, p.size, p.stored_size, p.etag) for p in parts
+        ),
+        size=sum(p.size for p in parts),
+        etag=etag,
+        last_modified=4000.0,
+        wrapped_dek=upload.wrapped_dek,
+        key_name=upload.key_name,
+        key_version=upload.key_version,
+    )
+
+
+def model_listing(
+    keys: Sequence[str], prefix: str, delimiter: str, start_after: str, max_keys: int
+) -> tuple[list[str], list[str], bool, str | None]:
+    """The listing semantics, stated directly: (keys, common prefixes, truncated, next marker)."""
+    entries: set[tuple[str, bool]] = set()
+    for key in keys:
+        if not key.startswith(prefix) or key <= start_after:
+            continue
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        if cut < 0:
+            entries.add((key, False))
+        elif key[: cut + len(delimiter)] > start_after:
+            entries.add((key[: cut + len(delimiter)], True))
+    ordered = sorted(entries, key=lambda entry: entry[0].encode())
+    page = ordered[: max(max_keys, 0)]
+    truncated = len(ordered) > len(page) and max_keys > 0
+    return (
+        [name for name, common in page if not common],
+        [name for name, common in page if common],
+        truncated,
+        page[-1][0] if truncated else None,
+    )
+
+
+async def setup_bucket(catalog: Catalog, name: str = "photos") -> None:
+    if await catalog.get_tenant(TENANT.tenant_id) is None:
+        await catalog.create_tenant(TENANT)
+    await catalog.create_bucket(Bucket(name, TENANT.tenant_id, 1500.0))
+
+
+async def put_keys(catalog: Catalog, bucket: str, keys: Sequence[str]) -> None:
+    for key in keys:
+        await catalog.put_object(make_object(bucket, key))
+
+
+_key_chars = st.sampled_from(["a", "b", "B", "/", "-", " ", "é", "😀", "\ue000", "\U0010ffff"])
+_keys = st.text(_key_chars, min_size=1, max_size=5)
+_bucket_numbers = itertools.count()
+
+
+@pytest.mark.anyio
+class CatalogContract:
+    """Run against every Catalog through the ``catalog`` fixture (fresh and empty)."""
+
+    async def test_catalog_satisfies_the_protocol(self, catalog: Catalog) -> None:
+        assert isinstance(catalog, Catalog)
+
+    # -- tenants and credentials --------------------------------------------------------------
+
+    async def test_tenants_are_found_by_id_and_by_name(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.create_tenant(OTHER_TENANT)
+
+        assert await catalog.get_tenant(TENANT.tenant_id) == TENANT
+        assert await catalog.get_tenant_by_name("globex") == OTHER_TENANT
+        assert await catalog.get_tenant(ident("nobody")) is None
+        assert await catalog.get_tenant_by_name("nobody") is None
+        assert await catalog.list_tenants() == [TENANT, OTHER_TENANT]
+
+    async def test_tenant_ids_and_names_are_unique(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+
+        with pytest.raises(InvalidArgument):
+            await catalog.create_tenant(dataclasses.replace(TENANT, name="another"))
+        with pytest.raises(InvalidArgument):
+            await catalog.create_tenant(dataclasses.replace(TENANT, tenant_id=ident("x")))
+        assert await catalog.list_tenants() == [TENANT]
+
+    async def test_access_keys_round_trip(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        key = AccessKey("AKIAEXAMPLE", "s3cr3t/with+symbols", TENANT.tenant_id, 1200.0)
+
+        await catalog.add_access_key(key)
+
+        assert await catalog.get_access_key("AKIAEXAMPLE") == key
+        assert await catalog.get_access_key("AKIAOTHER") is None
+
+    async def test_access_key_ids_are_unique(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.add_access_key(AccessKey("AKIA1", "one", TENANT.tenant_id, 1.0))
+
+        with pytest.raises(InvalidArgument):
+            await catalog.add_access_key(AccessKey("AKIA1", "two", TENANT.tenant_id, 2.0))
+        stored = await catalog.get_access_key("AKIA1")
+        assert stored is not None
+        assert stored.secret_key == "one"
+
+    async def test_access_key_needs_an_existing_tenant(self, catalog: Catalog) -> None:
+        with pytest.raises(InvalidArgument):
+            await catalog.add_access_key(AccessKey("AKIA1", "one", ident("nobody"), 1.0))
+
+    # -- buckets ------------------------------------------------------------------------------
+
+    async def test_buckets_are_listed_per_tenant_by_name(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.create_tenant(OTHER_TENANT)
+        for name in ("zeta", "alpha", "mid"):
+            await catalog.create_bucket(Bucket(name, TENANT.tenant_id, 1.0, "eu-west-3"))
+        await catalog.create_bucket(Bucket("theirs", OTHER_TENANT.tenant_id, 2.0))
+
+        mine = await catalog.list_buckets(TENANT.tenant_id)
+
+        assert [b.name for b in mine] == ["alpha", "mid", "zeta"]
+        assert mine[0] == Bucket("alpha", TENANT.tenant_id, 1.0, "eu-west-3")
+        assert await catalog.get_bucket("theirs") == Bucket("theirs", OTHER_TENANT.tenant_id, 2.0)
+        assert await catalog.get_bucket("missing") is None
+
+    async def test_bucket_names_are_global(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.create_tenant(OTHER_TENANT)
+        await catalog.create_bucket(Bucket("shared-name", TENANT.tenant_id, 1.0))
+
+        with pytest.raises(BucketAlreadyExists):
+            await catalog.create_bucket(Bucket("shared-name", OTHER_TENANT.tenant_id, 2.0))
+        with pytest.raises(BucketAlreadyExists):
+            await catalog.create_bucket(Bucket("shared-name", TENANT.tenant_id, 3.0))
+        assert await catalog.get_bucket("shared-name") == Bucket(
+            "shared-name", TENANT.tenant_id, 1.0
+        )
+
+    async def test_concurrent_creations_of_one_bucket_name_have_one_winner(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.create_tenant(OTHER_TENANT)
+        outcomes: list[str] = []
+
+        async def create(tenant: Tenant) -> None:
+            try:
+                await catalog.create_bucket(Bucket("contested", tenant.tenant_id, 1.0))
+                outcomes.append("created")
+            except BucketAlreadyExists:
+                outcomes.append("exists")
+
+        async with anyio.create_task_group() as tg:
+            for tenant in (TENANT, OTHER_TENANT, TENANT, OTHER_TENANT):
+                tg.start_soon(create, tenant)
+
+        assert sorted(outcomes) == ["created", "exists", "exists", "exists"]
+
+    async def test_deleting_a_missing_bucket_raises_no_such_bucket(self, catalog: Catalog) -> None:
+        with pytest.raises(NoSuchBucket):
+            await catalog.delete_bucket("missing")
+
+    async def test_a_bucket_holding_objects_cannot_be_deleted(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(make_object("photos", "a.jpg"))
+
+        with pytest.raises(BucketNotEmpty):
+            await catalog.delete_bucket("photos")
+        assert await catalog.get_bucket("photos") is not None
+        assert await catalog.get_object("photos", "a.jpg") is not None
+
+    async def test_deleting_an_empty_bucket_aborts_its_uploads_and_returns_their_parts(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await setup_bucket(catalog, "kept")
+        await catalog.create_upload(make_upload("photos", "big.bin", "u1"))
+        await catalog.create_upload(make_upload("photos", "other.bin", "u2"))
+        await catalog.create_upload(make_upload("kept", "x", "u3"))
+        parts = [make_part("u1", 1), make_part("u1", 2), make_part("u2", 1)]
+        for part in [*parts, make_part("u3", 1)]:
+            await catalog.put_part(part)
+        await catalog.put_object(make_object("photos", "gone"))
+        await catalog.delete_object("photos", "gone")
+
+        returned = await catalog.delete_bucket("photos")
+
+        assert sorted(returned, key=lambda p: (p.upload_id, p.part_number)) == parts
+        assert await catalog.get_bucket("photos") is None
+        assert await catalog.get_upload("u1") is None
+        assert await catalog.get_upload("u2") is None
+        assert await catalog.get_upload("u3") is not None
+        await catalog.create_bucket(Bucket("photos", TENANT.tenant_id, 9.0))  # the name is free
+
+    # -- objects ------------------------------------------------------------------------------
+
+    async def test_object_rows_round_trip_every_field(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        record = dataclasses.replace(
+            make_object("photos", "dossier/patient é 😀.pdf", parts=["p0", "p1", "p2"]),
+            headers={"content-type": "application/pdf", "cache-control": "no-store"},
+            user_metadata={"patient": "Zoë", "empty": ""},
+            checksums={"crc32c": "AAAAAA=="},
+            tags={"classification": "identifying"},
+            row_mac=bytes(range(32)),
+            last_modified=1_700_000_000.123456,
+        )
+
+        assert await catalog.put_object(record) is None
+
+        assert await catalog.get_object("photos", record.key) == record
+        assert await catalog.get_object("photos", "dossier/") is None
+        assert await catalog.get_object("kept", record.key) is None
+
+    async def test_putting_over_an_object_returns_the_replaced_row(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        first = make_object("photos", "a", etag="v1")
+        second = make_object("photos", "a", etag="v2")
+        await catalog.put_object(first)
+
+        assert await catalog.put_object(second) == first
+        assert await catalog.get_object("photos", "a") == second
+
+    async def test_putting_into_a_missing_bucket_raises_no_such_bucket(
+        self, catalog: Catalog
+    ) -> None:
+        with pytest.raises(NoSuchBucket):
+            await catalog.put_object(make_object("missing", "a"))
+
+    @pytest.mark.parametrize(
+        "key",
+        ["../../etc/passwd", "with space", "😀/🎉", "a/", "/leading", "ünïcödé", "x" * 1024, "%2F"],
+    )
+    async def test_any_key_round_trips(self, catalog: Catalog, key: str) -> None:
+        await setup_bucket(catalog)
+        record = make_object("photos", key)
+
+        await catalog.put_object(record)
+
+        assert await catalog.get_object("photos", key) == record
+        page = await catalog.list_objects("photos")
+        assert [o.key for o in page.objects] == [key]
+
+    async def test_keys_that_prefix_each_other_are_distinct(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        keys = ["a", "a/", "a/b", "ab", "a b"]
+        for key in keys:
+            await catalog.put_object(make_object("photos", key, etag=f"etag of {key}"))
+
+        for key in keys:
+            found = await catalog.get_object("photos", key)
+            assert found is not None
+            assert found.etag == f"etag of {key}"
+
+    async def test_keys_are_listed_in_utf8_byte_order(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        keys = [
+            "b",
+            "B",
+            "a",
+            "A",
+            "é",
+            "e",
+            "z",
+            "😀",
+            "\ue000",
+            "_",
+            "~",
+            "a/b",
+            "a-b",
+            "10",
+            "9",
+        ]
+        await put_keys(catalog, "photos", keys)
+
+        page = await catalog.list_objects("photos")
+
+        assert [o.key for o in page.objects] == sorted(keys, key=str.encode)
+
+    async def test_if_none_match_refuses_to_overwrite(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        original = make_object("photos", "a", etag="v1")
+        await catalog.put_object(original, if_none_match=True)
+
+        with pytest.raises(PreconditionFailed):
+            await catalog.put_object(make_object("photos", "a", etag="v2"), if_none_match=True)
+        assert await catalog.get_object("photos", "a") == original
+
+    async def test_if_match_replaces_only_the_expected_version(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        v1 = make_object("photos", "a", etag="v1")
+        v2 = make_object("photos", "a", etag="v2")
+        await catalog.put_object(v1)
+
+        with pytest.raises(PreconditionFailed):
+            await catalog.put_object(v2, if_match="v0")
+        assert await catalog.get_object("photos", "a") == v1
+        assert await catalog.put_object(v2, if_match="v1") == v1
+        assert await catalog.get_object("photos", "a") == v2
+
+    async def test_if_match_on_a_missing_key_raises_no_such_key(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+
+        with pytest.raises(NoSuchKey):
+            await catalog.put_object(make_object("photos", "a"), if_match="v1")
+        assert await catalog.get_object("photos", "a") is None
+
+    async def test_concurrent_if_none_match_puts_have_exactly_one_winner(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        outcomes: dict[str, list[str]] = {f"key-{n}": [] for n in range(8)}
+
+        async def put(key: str, writer: int) -> None:
+            try:
+                await catalog.put_object(
+                    make_object("photos", key, etag=f"w{writer}"), if_none_match=True
+                )
+                outcomes[key].append(f"w{writer}")
+            except PreconditionFailed:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            for writer in range(4):
+                for key in outcomes:
+                    tg.start_soon(put, key, writer)
+
+        for key, winners in outcomes.items():
+            assert len(winners) == 1, key
+            stored = await catalog.get_object("photos", key)
+            assert stored is not None
+            assert stored.etag == winners[0]
+
+    async def test_concurrent_if_match_puts_have_exactly_one_winner(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(make_object("photos", "counter", etag="base"))
+        winners: list[str] = []
+
+        async def put(writer: int) -> None:
+            try:
+                await catalog.put_object(
+                    make_object("photos", "counter", etag=f"w{writer}"), if_match="base"
+                )
+                winners.append(f"w{writer}")
+            except PreconditionFailed:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            for writer in range(6):
+                tg.start_soon(put, writer)
+
+        assert len(winners) == 1
+        stored = await catalog.get_object("photos", "counter")
+        assert stored is not None
+        assert stored.etag == winners[0]
+
+    async def test_concurrent_unconditional_puts_each_replace_exactly_one_row(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        replaced: list[str | None] = []
+
+        async def put(writer: int) -> None:
+            old = await catalog.put_object(make_object("photos", "hot", etag=f"w{writer}"))
+            replaced.append(None if old is None else old.etag)
+
+        async with anyio.create_task_group() as tg:
+            for writer in range(6):
+                tg.start_soon(put, writer)
+
+        # Each write replaced the previous one: the versions form one chain.
+        stored = await catalog.get_object("photos", "hot")
+        assert stored is not None
+        assert replaced.count(None) == 1
+        assert sorted(e for e in replaced if e is not None) == sorted(
+            f"w{n}" for n in range(6) if f"w{n}" != stored.etag
+        )
+
+    async def test_delete_object_returns_the_removed_row(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        record = make_object("photos", "a")
+        await catalog.put_object(record)
+
+        assert await catalog.delete_object("photos", "a") == record
+        assert await catalog.get_object("photos", "a") is None
+        assert await catalog.delete_object("photos", "a") is None
+
+    async def test_set_tags_replaces_the_tag_set(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(
+            dataclasses.replace(make_object("photos", "a"), tags={"old": "1", "keep": "no"})
+        )
+
+        await catalog.set_tags("photos", "a", {"new": "2"})
+
+        stored = await catalog.get_object("photos", "a")
+        assert stored is not None
+        assert stored.tags == {"new": "2"}
+        await catalog.set_tags("photos", "a", {})
+        stored = await catalog.get_object("photos", "a")
+        assert stored is not None
+        assert stored.tags == {}
+
+    async def test_set_tags_on_a_missing_key_raises_no_such_key(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+
+        with pytest.raises(NoSuchKey):
+            await catalog.set_tags("photos", "a", {"x": "y"})
+
+    # -- listing ------------------------------------------------------------------------------
+
+    async def test_listing_a_missing_bucket_raises_no_such_bucket(self, catalog: Catalog) -> None:
+        with pytest.raises(NoSuchBucket):
+            await catalog.list_objects("missing")
+
+    async def test_listing_returns_full_records(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        record = dataclasses.replace(make_object("photos", "a"), tags={"t": "v"})
+        await catalog.put_object(record)
+
+        page = await catalog.list_objects("photos")
+
+        assert page.objects == [record]
+        assert page.common_prefixes == []
+        assert not page.truncated
+        assert page.next_marker is None
+
+    async def test_max_keys_zero_returns_nothing_and_is_not_truncated(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await put_keys(catalog, "photos", ["a", "b/c"])
+
+        page = await catalog.list_objects("photos", delimiter="/", max_keys=0)
+
+        assert (page.objects, page.common_prefixes, page.truncated, page.next_marker) == (
+            [],
+            [],
+            False,
+            None,
+        )
+
+    async def test_common_prefixes_count_towards_max_keys(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await put_keys(catalog, "photos", ["a", "b/1", "b/2", "c", "d/1"])
+
+        first = await catalog.list_objects("photos", delimiter="/", max_keys=2)
+        second = await catalog.list_objects(
+            "photos", delimiter="/", max_keys=2, start_after=first.next_marker or ""
+        )
+        third = await catalog.list_objects("photos", delimiter="/", max_keys=2, start_after="d/")
+
+        assert ([o.key for o in first.objects], first.common_prefixes) == (["a"], ["b/"])
+        assert (first.truncated, first.next_marker) == (True, "b/")
+        assert ([o.key for o in second.objects], second.common_prefixes) == (["c"], ["d/"])
+        assert (second.truncated, second.next_marker) == (False, None)
+        assert (third.objects, third.common_prefixes, third.truncated) == ([], [], False)
+
+    async def test_a_large_common_prefix_is_rolled_up_into_one_entry(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await put_keys(catalog, "photos", [f"big/{n:04d}" for n in range(300)] + ["c", "a"])
+
+        page = await catalog.list_objects("photos", delimiter="/", max_keys=2)
+        rest = await catalog.list_objects("photos", delimiter="/", start_after="big/")
+
+        assert ([o.key for o in page.objects], page.common_prefixes, page.truncated) == (
+            ["a"],
+            ["big/"],
+            True,
+        )
+        assert ([o.key for o in rest.objects], rest.common_prefixes, rest.truncated) == (
+            ["c"],
+            [],
+            False,
+        )
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        keys=st.lists(_keys, max_size=25, unique=True),
+        prefix=st.one_of(st.just(""), _keys),
+        delimiter=st.sampled_from(["", "/", "-", "a/", "😀"]),
+        start_after=st.one_of(st.just(""), _keys),
+        max_keys=st.one_of(st.integers(0, 6), st.just(1000)),
+    )
+    async def test_listing_pages_match_the_reference_model(
+        self,
+        catalog: Catalog,
+        keys: list[str],
+        prefix: str,
+        delimiter: str,
+        start_after: str,
+        max_keys: int,
+    ) -> None:
+        bucket = f"model-{next(_bucket_numbers)}"
+        await setup_bucket(catalog, bucket)
+        await put_keys(catalog, bucket, keys)
+
+        page = await catalog.list_objects(
+            bucket, prefix=prefix, delimiter=delimiter, start_after=start_after, max_keys=max_keys
+        )
+
+        assert (
+            [o.key for o in page.objects],
+            page.common_prefixes,
+            page.truncated,
+            page.next_marker,
+        ) == model_listing(keys, prefix, delimiter, start_after, max_keys)
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        keys=st.lists(_keys, max_size=25, unique=True),
+        prefix=st.one_of(st.just(""), _keys),
+        delimiter=st.sampled_from(["", "/", "b"]),
+        max_keys=st.integers(1, 4),
+    )
+    async def test_following_next_marker_walks_the_whole_listing_once(
+        self, catalog: Catalog, keys: list[str], prefix: str, delimiter: str, max_keys: int
+    ) -> None:
+        bucket = f"walk-{next(_bucket_numbers)}"
+        await setup_bucket(catalog, bucket)
+        await put_keys(catalog, bucket, keys)
+        walked_keys: list[str] = []
+        walked_prefixes: list[str] = []
+        marker = ""
+
+        while True:
+            page = await catalog.list_objects(
+                bucket, prefix=prefix, delimiter=delimiter, start_after=marker, max_keys=max_keys
+            )
+            walked_keys += [o.key for o in page.objects]
+            walked_prefixes += page.common_prefixes
+            if not page.truncated:
+                break
+            assert page.next_marker is not None
+            assert len(page.objects) + len(page.common_prefixes) == max_keys
+            marker = page.next_marker
+
+        every_key, every_prefix, _, _ = model_listing(keys, prefix, delimiter, "", len(keys) + 1)
+        assert (walked_keys, walked_prefixes) == (every_key, every_prefix)
+
+    # -- multipart ----------------------------------------------------------------------------
+
+    async def test_uploads_round_trip(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        upload = dataclasses.replace(
+            make_upload("photos", "big.bin", "u1"),
+            headers={"content-type": "video/mp4"},
+            user_metadata={"m": "1"},
+            tags={"t": "2"},
+            checksum_algorithm="crc32c",
+        )
+
+        await catalog.create_upload(upload)
+
+        assert await catalog.get_upload("u1") == upload
+        assert await catalog.get_upload("u2") is None
+
+    async def test_creating_an_upload_in_a_missing_bucket_raises_no_such_bucket(
+        self, catalog: Catalog
+    ) -> None:
+        with pytest.raises(NoSuchBucket):
+            await catalog.create_upload(make_upload("missing", "k", "u1"))
+
+    async def test_putting_a_part_again_replaces_it_and_returns_the_old_one(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await catalog.create_upload(make_upload("photos", "big.bin", "u1"))
+        first = dataclasses.replace(make_part("u1", 1, "first"), checksums={"sha256": "x="})
+        second = make_part("u1", 1, "second")
+
+        assert await catalog.put_part(first) is None
+        assert await catalog.put_part(second) == first
+        assert await catalog.list_parts("u1") == ([second], False)
+
+    async def test_putting_a_part_of_a_missing_upload_raises_no_such_upload(
+        self, catalog: Catalog
+    ) -> None:
+        with pytest.raises(NoSuchUpload):
+            await catalog.put_part(make_part("gone", 1))
+
+    async def test_list_parts_pages_by_part_number(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await catalog.create_upload(make_upload("photos", "big.bin", "u1"))
+        parts = [make_part("u1", n) for n in (7, 1, 3, 10000, 2)]
+        for part in parts:
+            await catalog.put_part(part)
+        ordered = sorted(parts, key=lambda p: p.part_number)
+
+        assert await catalog.list_parts("u1") == (ordered, False)
+        assert await catalog.list_parts("u1", max_parts=2) == (ordered[:2], True)
+        assert await catalog.list_parts("u1", part_number_marker=2, max_parts=2) == (
+            ordered[2:4],
+            True,
+        )
+        assert await catalog.list_parts("u1", part_number_marker=7) == (ordered[4:], False)
+        assert await catalog.list_parts("u1", part_number_marker=10000) == ([], False)
+
+    async def test_list_parts_of_a_missing_upload_raises_no_such_upload(
+        self, catalog: Catalog
+    ) -> None:
+        with pytest.raises(NoSuchUpload):
+            await catalog.list_parts("gone")
+
+    async def test_list_uploads_pages_by_key_then_upload_id(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await setup_bucket(catalog, "kept")
+        specs = [("b", "u2"), ("a", "u9"), ("b", "u1"), ("c/d", "u3"), ("B", "u4")]
+        for key, upload_id in specs:
+            await catalog.create_upload(make_upload("photos", key, upload_id))
+        await catalog.create_upload(make_upload("kept", "a", "u5"))
+
+        def ids(page_uploads: list[Upload]) -> list[str]:
+            return [u.upload_id for u in page_uploads]
+
+        every = await catalog.list_uploads("photos")
+        assert ids(every.uploads) == ["u4", "u9", "u1", "u2", "u3"]
+        assert not every.truncated
+        first = await catalog.list_uploads("photos", max_uploads=2)
+        assert (ids(first.uploads), first.truncated) == (["u4", "u9"], True)
+        after_b = await catalog.list_uploads("photos", key_marker="b")
+        assert ids(after_b.uploads) == ["u3"]
+        within_b = await catalog.list_uploads("photos", key_marker="b", upload_id_marker="u1")
+        assert ids(within_b.uploads) == ["u2", "u3"]
+        prefixed = await catalog.list_uploads("photos", prefix="c/")
+        assert ids(prefixed.uploads) == ["u3"]
+        assert (await catalog.list_uploads("photos", max_uploads=0)).uploads == []
+
+    async def test_listing_uploads_of_a_missing_bucket_raises_no_such_bucket(
+        self, catalog: Catalog
+    ) -> None:
+        with pytest.raises(NoSuchBucket):
+            await catalog.list_uploads("missing")
+
+    async def test_complete_commits_the_object_and_returns_unused_parts(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        upload = make_upload("photos", "big.bin", "u1")
+        await catalog.create_upload(upload)
+        parts = [make_part("u1", n) for n in (1, 2, 3, 4)]
+        for part in parts:
+            await catalog.put_part(part)
+        record = object_for_parts(upload, [parts[0], parts[2]], "md5-2")
+
+        replaced, unused = await catalog.complete_upload("u1", record)
+
+        assert replaced is None
+        assert unused == [parts[1], parts[3]]
+        assert await catalog.get_object("photos", "big.bin") == record
+        assert await catalog.get_upload("u1") is None
+        with pytest.raises(NoSuchUpload):
+            await catalog.list_parts("u1")
+        with pytest.raises(NoSuchUpload):
+            await catalog.put_part(make_part("u1", 5))
+
+    async def test_complete_over_an_existing_object_returns_it(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        existing = make_object("photos", "big.bin", etag="old")
+        await catalog.put_object(existing)
+        upload = make_upload("photos", "big.bin", "u1")
+        await catalog.create_upload(upload)
+        part = make_part("u1", 1)
+        await catalog.put_part(part)
+
+        replaced, unused = await catalog.complete_upload(
+            "u1", object_for_parts(upload, [part], "new"), if_match="old"
+        )
+
+        assert (replaced, unused) == (existing, [])
+
+    async def test_complete_with_a_failed_precondition_keeps_the_upload(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        existing = make_object("photos", "big.bin", etag="old")
+        await catalog.put_object(existing)
+        upload = make_upload("photos", "big.bin", "u1")
+        await catalog.create_upload(upload)
+        part = make_part("u1", 1)
+        await catalog.put_part(part)
+        record = object_for_parts(upload, [part], "new")
+
+        with pytest.raises(PreconditionFailed):
+            await catalog.complete_upload("u1", record, if_none_match=True)
+        with pytest.raises(PreconditionFailed):
+            await catalog.complete_upload("u1", record, if_match="other")
+
+        assert await catalog.get_object("photos", "big.bin") == existing
+        assert await catalog.get_upload("u1") == upload
+        assert await catalog.list_parts("u1") == ([part], False)
+
+    async def test_completing_a_missing_upload_raises_no_such_upload(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        upload = make_upload("photos", "k", "u1")
+
+        with pytest.raises(NoSuchUpload):
+            await catalog.complete_upload("u1", object_for_parts(upload, [], "e"))
+        assert await catalog.get_object("photos", "k") is None
+
+    async def test_an_upload_completes_only_once(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        upload = make_upload("photos", "k", "u1")
+        await catalog.create_upload(upload)
+        part = make_part("u1", 1)
+        await catalog.put_part(part)
+        record = object_for_parts(upload, [part], "e")
+        outcomes: list[str] = []
+
+        async def complete() -> None:
+            try:
+                await catalog.complete_upload("u1", record)
+                outcomes.append("completed")
+            except NoSuchUpload:
+                outcomes.append("gone")
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(complete)
+
+        assert sorted(outcomes) == ["completed", "gone", "gone"]
+
+    async def test_abort_removes_the_upload_and_returns_its_parts(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await catalog.create_upload(make_upload("photos", "k", "u1"))
+        parts = [make_part("u1", n) for n in (2, 1)]
+        for part in parts:
+            await catalog.put_part(part)
+
+        assert await catalog.abort_upload("u1") == sorted(parts, key=lambda p: p.part_number)
+        assert await catalog.get_upload("u1") is None
+        with pytest.raises(NoSuchUpload):
+            await catalog.abort_upload("u1")
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    async def test_referenced_blobs_cover_objects_and_pending_parts_of_one_backend(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(make_object("photos", "a", parts=["a0", "a1"]))
+        await catalog.put_object(make_object("photos", "b", parts=["b0"], backend="s3-paris"))
+        await catalog.create_upload(make_upload("photos", "big", "u1"))
+        await catalog.create_upload(make_upload("photos", "far", "u2", backend="s3-paris"))
+        await catalog.put_part(make_part("u1", 1))
+        await catalog.put_part(make_part("u2", 1))
+        container = TENANT.container
+
+        assert await catalog.referenced_blobs(BACKEND) == {
+            (container, blob("a0")),
+            (container, blob("a1")),
+            (container, make_part("u1", 1).blob),
+        }
+        assert await catalog.referenced_blobs("s3-paris") == {
+            (container, blob("b0")),
+            (container, make_part("u2", 1).blob),
+        }
+        assert await catalog.referenced_blobs("unused") == set()

@@ -1,0 +1,211 @@
+"""SqlCatalog on a real database: migrations, SQLite locking, and failures of the database."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, make_url, text
+
+from blindstore.catalog.base import Bucket
+from blindstore.catalog.migrate import alembic_config
+from blindstore.catalog.schema import metadata
+from blindstore.catalog.sql import SqlCatalog
+from blindstore.errors import ServiceUnavailable
+from tests.contract.catalog_contract import TENANT, make_object, setup_bucket
+from tests.contract.postgres import SERVER_URL
+
+pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    name = f"blindstore_migration_{secrets.token_hex(4)}"
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def empty_postgres_database() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def schema_differences(url: str) -> list[object]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+async def test_opening_an_empty_database_migrates_it_to_the_table_metadata(
+    empty_database: str,
+) -> None:
+    catalog = SqlCatalog(empty_database)
+    await catalog.close()
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert current_revision(empty_database) == head
+    assert schema_differences(empty_database) == []
+
+
+async def test_reopening_a_catalog_keeps_its_rows(empty_database: str) -> None:
+    catalog = SqlCatalog(empty_database)
+    await setup_bucket(catalog)
+    await catalog.put_object(make_object("photos", "kept"))
+    await catalog.close()
+
+    reopened = SqlCatalog(empty_database)
+    try:
+        assert await reopened.get_object("photos", "kept") == make_object("photos", "kept")
+    finally:
+        await reopened.close()
+
+
+async def test_migrations_downgrade_to_nothing_and_upgrade_again(empty_database: str) -> None:
+    await SqlCatalog(empty_database).close()
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "base")
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+    finally:
+        engine.dispose()
+
+    assert schema_differences(empty_database) == []
+
+
+async def test_postgres_orders_names_by_bytes_whatever_the_database_collation(
+    empty_postgres_database: str,
+) -> None:
+    await SqlCatalog(empty_postgres_database).close()
+    engine = create_engine(empty_postgres_database)
+    try:
+        with engine.connect() as conn:
+            collations = conn.execute(
+                text(
+                    "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                    " WHERE table_schema = 'public' AND column_name IN ('name', 'bucket', 'key')"
+                    " AND table_name <> 'tenants' ORDER BY table_name, column_name"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+
+    assert [tuple(row) for row in collations] == [
+        ("buckets", "name", "C"),
+        ("objects", "bucket", "C"),
+        ("objects", "key", "C"),
+        ("uploads", "bucket", "C"),
+        ("uploads", "key", "C"),
+    ]
+
+
+async def test_sqlite_catalog_uses_a_write_ahead_log_and_a_private_file(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.db"
+    catalog = SqlCatalog(f"sqlite:///{path}")
+    await catalog.close()
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_readers_proceed_while_a_writer_holds_the_sqlite_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "catalog.db"
+    catalog = SqlCatalog(f"sqlite:///{path}", sqlite_busy_timeout=0.05)
+    await setup_bucket(catalog)
+    await catalog.put_object(make_object("photos", "visible"))
+    other_writer = sqlite3.connect(path, isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert await catalog.get_object("photos", "visible") is not None
+        with pytest.raises(ServiceUnavailable):
+            await catalog.put_object(make_object("photos", "patient-jane-doe"))
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+
+    # The cause is logged, without the statement's parameters (object keys are health data).
+    assert "database is locked" in caplog.text
+    assert "jane" not in caplog.text
+    await catalog.put_object(make_object("photos", "patient-jane-doe"))
+    await catalog.close()
+
+
+async def test_an_unusable_sqlite_path_raises_service_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ServiceUnavailable):
+        SqlCatalog(f"sqlite:///{tmp_path / 'missing-directory' / 'catalog.db'}")
+
+
+async def test_an_unreachable_postgres_raises_service_unavailable() -> None:
+    with pytest.raises(ServiceUnavailable):
+        SqlCatalog("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+
+
+async def test_a_lost_postgres_connection_raises_service_unavailable_then_recovers(
+    empty_postgres_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalog = SqlCatalog(empty_postgres_database, pool_size=1)
+    try:
+        await setup_bucket(catalog)
+        admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": make_url(empty_postgres_database).database},
+            )
+        admin.dispose()
+
+        with caplog.at_level(logging.WARNING), pytest.raises(ServiceUnavailable):
+            await catalog.get_bucket("photos")
+        assert "catalog database unavailable" in caplog.text
+        assert await catalog.get_bucket("photos") == Bucket("photos", TENANT.tenant_id, 1500.0)
+    finally:
+        await catalog.close()

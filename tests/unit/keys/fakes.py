@@ -1,0 +1,91 @@
+"""Test doubles with state (no mocks): a manual clock and a key service that can go down."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+
+from blindstore.errors import KeyServiceError, KeyServiceUnavailable
+from blindstore.keys.base import DataKey, WrappedDek
+from blindstore.keys.memory import InMemoryKeyWrapper
+
+
+class ManualClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class OutageKeyWrapper:
+    """An ``InMemoryKeyWrapper`` that can be taken down, and whose calls can be held open.
+
+    ``down = True`` makes every call fail like an unreachable Vault; ``hold()`` makes calls wait
+    until ``release()``; ``attempts`` counts calls, failed ones included.
+    """
+
+    def __init__(self, inner: InMemoryKeyWrapper | None = None) -> None:
+        self.inner = inner or InMemoryKeyWrapper()
+        self.down = False
+        self.attempts = 0
+        self.batch_sizes: list[int] = []
+        self._gate: anyio.Event | None = None
+
+    @property
+    def vault_calls(self) -> int:
+        return self.attempts
+
+    def hold(self) -> None:
+        self._gate = anyio.Event()
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
+
+    async def create_key(self, key_name: str) -> None:
+        await self.inner.create_key(key_name)
+
+    async def wrap_batch(self, key_name: str, tenant_id: bytes, count: int) -> list[DataKey]:
+        await self._call(count)
+        return await self.inner.wrap_batch(key_name, tenant_id, count)
+
+    async def unwrap_batch(
+        self, key_name: str, items: Sequence[WrappedDek]
+    ) -> list[bytes | KeyServiceError]:
+        await self._call(len(items))
+        return await self.inner.unwrap_batch(key_name, items)
+
+    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
+        return (await self.wrap_batch(key_name, tenant_id, 1))[0]
+
+    async def unwrap(
+        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str
+    ) -> bytes:
+        outcome = (await self.unwrap_batch(key_name, [WrappedDek(tenant_id, object_id, wrapped)]))[
+            0
+        ]
+        if isinstance(outcome, KeyServiceError):
+            raise outcome
+        return outcome
+
+    def forget(self, tenant_id: bytes, object_id: bytes) -> None:
+        self.inner.forget(tenant_id, object_id)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def _call(self, size: int) -> None:
+        self.attempts += 1
+        self.batch_sizes.append(size)
+        if self._gate is not None:
+            await self._gate.wait()
+        if self.down:
+            raise KeyServiceUnavailable("key service unreachable: ConnectionError")
