@@ -337,7 +337,11 @@ def _shards(container_directory: Path) -> list[str]:
 
 def _scan_shard(container_directory: Path, container: str, shard: str) -> list[BlobInfo]:
     found: list[BlobInfo] = []
-    with os.scandir(container_directory / shard) as entries:
+    try:
+        entries = os.scandir(container_directory / shard)
+    except FileNotFoundError:
+        return found  # removed since the container was read
+    with entries:
         for entry in entries:
             blob = f"{shard}/{entry.name}"
             if entry.name.startswith(TEMP_PREFIX) or BLOB_PATTERN.fullmatch(blob) is None:

@@ -51,6 +51,7 @@ def decode_parts(text: str) -> tuple[StoredPart, ...]:
 
 
 def tenant_values(tenant: Tenant) -> dict[str, Any]:
+    """Column values of a tenant row."""
     return {
         "tenant_id": tenant.tenant_id,
         "name": tenant.name,
@@ -61,11 +62,13 @@ def tenant_values(tenant: Tenant) -> dict[str, Any]:
 
 
 def tenant_from_row(row: Sequence[Any]) -> Tenant:
+    """A tenant from its row."""
     tenant_id, name, key_name, container, created = row
     return Tenant(tenant_id, name, key_name, container, created)
 
 
 def access_key_values(key: AccessKey) -> dict[str, Any]:
+    """Column values of an access key row."""
     return {
         "access_key_id": key.access_key_id,
         "secret_key": key.secret_key,
@@ -75,11 +78,13 @@ def access_key_values(key: AccessKey) -> dict[str, Any]:
 
 
 def access_key_from_row(row: Sequence[Any]) -> AccessKey:
+    """An access key from its row."""
     access_key_id, secret_key, tenant_id, created = row
     return AccessKey(access_key_id, secret_key, tenant_id, created)
 
 
 def bucket_values(bucket: Bucket) -> dict[str, Any]:
+    """Column values of a bucket row."""
     return {
         "name": bucket.name,
         "tenant_id": bucket.tenant_id,
@@ -89,11 +94,13 @@ def bucket_values(bucket: Bucket) -> dict[str, Any]:
 
 
 def bucket_from_row(row: Sequence[Any]) -> Bucket:
+    """A bucket from its row."""
     name, tenant_id, created, region = row
     return Bucket(name, tenant_id, created, region)
 
 
 def object_values(record: ObjectRecord) -> dict[str, Any]:
+    """Column values of an object row."""
     return {
         "bucket": record.bucket,
         "key": record.key,
@@ -117,6 +124,7 @@ def object_values(record: ObjectRecord) -> dict[str, Any]:
 
 
 def object_from_row(row: Sequence[Any]) -> ObjectRecord:
+    """An object record from its row."""
     (
         bucket,
         key,
@@ -160,6 +168,7 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
 
 
 def upload_values(upload: Upload) -> dict[str, Any]:
+    """Column values of an upload row."""
     return {
         "upload_id": upload.upload_id,
         "bucket": upload.bucket,
@@ -180,6 +189,7 @@ def upload_values(upload: Upload) -> dict[str, Any]:
 
 
 def upload_from_row(row: Sequence[Any]) -> Upload:
+    """An upload from its row."""
     (
         upload_id,
         bucket,
@@ -217,6 +227,7 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
 
 
 def part_values(part: UploadPart) -> dict[str, Any]:
+    """Column values of an upload part row."""
     return {
         "upload_id": part.upload_id,
         "part_number": part.part_number,
@@ -230,6 +241,7 @@ def part_values(part: UploadPart) -> dict[str, Any]:
 
 
 def part_from_row(row: Sequence[Any]) -> UploadPart:
+    """An upload part from its row."""
     upload_id, part_number, blob, size, stored_size, etag, last_modified, checksums = row
     return UploadPart(
         upload_id, part_number, blob, size, stored_size, etag, last_modified, decode_dict(checksums)

@@ -95,6 +95,8 @@ T = TypeVar("T")
 
 #: Attempts of a write that lost an insert race on PostgreSQL before answering 409.
 _WRITE_ATTEMPTS: Final = 3
+#: Rows fetched at a time by full scans (garbage collection), which stream rather than load.
+_SCAN_BATCH: Final = 10_000
 
 # Connection modes: how a worker thread opens its unit of work.
 _READ: Final = "read"  # one statement, no transaction
@@ -586,15 +588,18 @@ class SqlCatalog:
 
         def work(conn: Connection) -> set[tuple[str, str]]:
             referenced: set[tuple[str, str]] = set()
-            rows = conn.execution_options(yield_per=10_000).execute(
-                select(objects.c.container, objects.c.parts).where(objects.c.backend == backend)
+            rows = conn.execute(
+                select(objects.c.container, objects.c.parts)
+                .where(objects.c.backend == backend)
+                .execution_options(yield_per=_SCAN_BATCH)
             )
             for container, parts in rows:
                 referenced.update((container, part.blob) for part in decode_parts(parts))
-            pending = conn.execution_options(yield_per=10_000).execute(
+            pending = conn.execute(
                 select(uploads.c.container, upload_parts.c.blob)
                 .join(upload_parts, upload_parts.c.upload_id == uploads.c.upload_id)
                 .where(uploads.c.backend == backend)
+                .execution_options(yield_per=_SCAN_BATCH)
             )
             referenced.update((container, blob) for container, blob in pending)
             return referenced

@@ -16,10 +16,6 @@ from blindstore.backends.ids import (
 from blindstore.errors import BlindstoreError
 
 
-def fixed(value: int) -> object:
-    return lambda size: value.to_bytes(size, "big")
-
-
 def test_blob_id_is_a_hex_shard_and_the_base32_of_sixteen_random_bytes() -> None:
     assert new_blob_id(lambda n: bytes(range(n))) == "00/aaaqeayeaudaocajbifqydiob4"
     assert new_blob_id(lambda n: b"\xff" * n) == "ff/77777777777777777777777774"

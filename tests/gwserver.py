@@ -1,0 +1,153 @@
+"""Run a real gateway (uvicorn, httptools) in a background thread for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+
+from blindstore import provision, runtime
+from blindstore.cli.main import dev_settings
+from blindstore.config import Settings
+from blindstore.gateway import Gateway
+
+T = TypeVar("T")
+
+
+@dataclass
+class Credentials:
+    tenant: str
+    access_key: str
+    secret_key: str
+
+
+@dataclass
+class RunningGateway:
+    endpoint: str
+    port: int
+    settings: Settings
+    data_dir: Path
+    gateway: Gateway
+    tenants: dict[str, Credentials]
+    _loop: asyncio.AbstractEventLoop
+    _stop: Callable[[], None]
+    _thread: threading.Thread
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.settings.storage.path
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run a coroutine on the gateway's event loop (to reach the catalog, keys...)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def client(self, tenant: str = "demo", *, addressing: str = "path", **config: Any) -> Any:
+        creds = self.tenants[tenant]
+        cache_key = (tenant, addressing)
+        if not config and cache_key in self._clients:
+            return self._clients[cache_key]
+        endpoint = self.endpoint
+        if addressing == "virtual":
+            endpoint = f"http://localhost:{self.port}"
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=creds.access_key,
+            aws_secret_access_key=creds.secret_key,
+            region_name="us-east-1",
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": addressing},
+                retries={"max_attempts": 1, "mode": "standard"},
+                **config,
+            ),
+        )
+        if not config:
+            self._clients[cache_key] = client
+        return client
+
+    def stop(self) -> None:
+        self._stop()
+        self._thread.join(30)
+
+
+def start_gateway(
+    data_dir: Path,
+    *,
+    vault_addr: str,
+    vault_token: str,
+    tenants: tuple[str, ...] = ("demo", "other"),
+    overrides: dict[str, Any] | None = None,
+) -> RunningGateway:
+    base = dev_settings(data_dir, vault_addr=vault_addr, vault_token=vault_token, port=0)
+    settings = base
+    if overrides:
+        merged = base.model_dump(mode="json")
+        for section, values in overrides.items():
+            merged[section] = {**merged.get(section, {}), **values}
+        # The token is a SecretStr: dumped masked, so put it back.
+        merged["vault"]["token"] = vault_token
+        settings = Settings.model_validate(merged)
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        try:
+            async with runtime.open_gateway(settings) as gateway:
+                creds = {}
+                for name in tenants:
+                    made = await provision.create_tenant(gateway.catalog, gateway.keys, name)
+                    creds[name] = Credentials(name, made.access_key_id, made.secret_key)
+                server = runtime.make_server(settings, gateway)
+                task = asyncio.create_task(server.serve())
+                while not server.started:
+                    if task.done():
+                        task.result()
+                    await asyncio.sleep(0.01)
+                state.update(
+                    gateway=gateway, creds=creds, server=server,
+                    loop=asyncio.get_running_loop(),
+                    port=server.servers[0].sockets[0].getsockname()[1],
+                )
+                ready.set()
+                await task
+        except BaseException as exc:
+            state["error"] = exc
+            ready.set()
+            raise
+
+    def thread_main() -> None:
+        import contextlib
+
+        import uvloop
+
+        with contextlib.suppress(BaseException):
+            uvloop.run(main())
+
+    thread = threading.Thread(target=thread_main, name="gateway", daemon=True)
+    thread.start()
+    if not ready.wait(60) or "error" in state:
+        raise RuntimeError(f"gateway did not start: {state.get('error')!r}")
+
+    def stop() -> None:
+        state["server"].should_exit = True
+
+    port = state["port"]
+    return RunningGateway(
+        endpoint=f"http://127.0.0.1:{port}",
+        port=port,
+        settings=settings,
+        data_dir=data_dir,
+        gateway=state["gateway"],
+        tenants=state["creds"],
+        _loop=state["loop"],
+        _stop=stop,
+        _thread=thread,
+    )
