@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import anyio
 from rich.console import Console
-from rich.panel import Panel
 
 from blindstore import provision, runtime
 from blindstore.catalog.base import Catalog
@@ -59,6 +59,8 @@ def run_dev(
     data_dir = data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     configure_logging("warning")
+    # SIGTERM before the server runs: behave like Ctrl-C, so the `finally` stops OpenBao.
+    signal.signal(signal.SIGTERM, _interrupt)
     dev_json = data_dir / "dev.json"
     try:
         previous: dict[str, Any] = json.loads(dev_json.read_text(encoding="utf-8"))
@@ -114,6 +116,10 @@ def run_dev(
             async with runtime.open_gateway(settings) as gateway:
                 await prepare(gateway)
                 server = runtime.make_server(settings, gateway)
+                # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
+                # the handler it found; a quiet one lets us return and stop OpenBao cleanly.
+                signal.signal(signal.SIGINT, _ignore)
+                signal.signal(signal.SIGTERM, _ignore)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(server.serve)
                     while not server.started:
@@ -126,6 +132,14 @@ def run_dev(
     finally:
         openbao.stop()
         console.print("blindstore stopped; OpenBao stopped. State kept in", str(data_dir))
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    return
 
 
 def _announce(console: Console, info: dict[str, Any]) -> None:
@@ -148,4 +162,7 @@ def _announce(console: Console, info: dict[str, Any]) -> None:
         f"                    aws_secret_access_key='{secret}', region_name='us-east-1')\n\n"
         "Ctrl-C stops the gateway and OpenBao."
     )
-    console.print(Panel(body, title="blindstore is running", expand=False), soft_wrap=True)
+    # Plain lines, not a panel: the commands must survive copy and paste at any terminal width.
+    console.rule("[bold green]blindstore is running")
+    console.print(body, soft_wrap=True, highlight=False)
+    console.rule()

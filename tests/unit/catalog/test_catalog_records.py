@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import Table
+from tests.contract.catalog_contract import TENANT, make_object, make_part, make_upload
 
-from blindstore.catalog.base import StoredPart
-from blindstore.catalog.records import decode_dict, decode_parts, encode_dict, encode_parts
+from blindstore.catalog.base import AccessKey, Bucket, StoredPart
+from blindstore.catalog.records import (
+    access_key_from_row,
+    access_key_values,
+    bucket_from_row,
+    bucket_values,
+    decode_dict,
+    decode_parts,
+    encode_dict,
+    encode_parts,
+    object_from_row,
+    object_values,
+    part_from_row,
+    part_values,
+    tenant_from_row,
+    tenant_values,
+    upload_from_row,
+    upload_values,
+)
+from blindstore.catalog.schema import access_keys, buckets, objects, tenants, upload_parts, uploads
 
 _text = st.text(max_size=20)
 _parts = st.lists(
@@ -36,3 +60,38 @@ def test_encodings_are_compact_and_keep_unicode_readable() -> None:
     assert encode_dict({}) == "{}"
     assert encode_dict({"patient": "Zoë"}) == '{"patient":"Zoë"}'
     assert encode_parts([StoredPart(1, "ab/cd", 3, 59, "e")]) == '[[1,"ab/cd",3,59,"e"]]'
+
+
+@pytest.mark.parametrize(
+    ("table", "record", "to_values", "from_row"),
+    [
+        (tenants, TENANT, tenant_values, tenant_from_row),
+        (
+            access_keys,
+            AccessKey("AKIA", "secret", TENANT.tenant_id, 1.0),
+            access_key_values,
+            access_key_from_row,
+        ),
+        (buckets, Bucket("photos", TENANT.tenant_id, 2.0), bucket_values, bucket_from_row),
+        (
+            objects,
+            dataclasses.replace(make_object("photos", "k"), tags={"t": "1"}, row_mac=b"mac"),
+            object_values,
+            object_from_row,
+        ),
+        (
+            uploads,
+            dataclasses.replace(make_upload("photos", "k", "u1"), checksum_algorithm="crc32"),
+            upload_values,
+            upload_from_row,
+        ),
+        (upload_parts, make_part("u1", 3), part_values, part_from_row),
+    ],
+)
+def test_rows_follow_the_column_order_of_the_schema(
+    table: Table, record: object, to_values: Any, from_row: Any
+) -> None:
+    values = to_values(record)
+
+    assert list(values) == [column.name for column in table.columns]
+    assert from_row(tuple(values.values())) == record
