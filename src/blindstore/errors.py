@@ -23,6 +23,7 @@ that calls the foreign library.
     │   ├── MissingContentLength         411
     │   ├── PreconditionFailed           412
     │   ├── InvalidRange                 416
+│   │   └── InvalidPartNumber        416 (GET/HEAD ?partNumber past the object's parts)
     │   ├── MethodNotAllowed             405
     │   ├── ConditionalRequestConflict   409
     │   └── NotModified                  304 (rendered without a body)
@@ -323,6 +324,11 @@ class InvalidRange(ClientError):
     code = "InvalidRange"
     status = 416
     default_message = "The requested range is not satisfiable"
+
+
+class InvalidPartNumber(InvalidRange):
+    code = "InvalidPartNumber"
+    default_message = "The requested partnumber is not satisfiable"
 
 
 class MethodNotAllowed(ClientError):

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+import anyio
 import structlog
 
 from blindstore import crypto
@@ -43,8 +44,8 @@ from blindstore.errors import (
     IntegrityError,
     InvalidArgument,
     InvalidPart,
+    InvalidPartNumber,
     InvalidPartOrder,
-    InvalidRange,
     InvalidRequest,
     MalformedXML,
     NoSuchBucket,
@@ -59,6 +60,8 @@ log = structlog.get_logger("blindstore.gateway")
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 _NO_CONDITIONS = Conditions()
+#: Blocks at least this large are hashed and encrypted in parallel worker threads.
+_PARALLEL_MIN = 256 * 1024
 
 
 class BodyCheck(Protocol):
@@ -300,23 +303,26 @@ class Gateway:
 
         async def ciphertext() -> AsyncIterator[bytes]:
             nonlocal size
-            pending = [sealer.prefix()]
-            pending_len = crypto.PREFIX_SIZE
-            async for data in body:
-                size += len(data)
-                check.update(data)
-                out = sealer.update(data)
+            head = sealer.prefix()
+            async for block in _blocks(body, buffer_limit):
+                size += len(block)
+                if len(block) >= _PARALLEL_MIN:
+                    # Hash in one worker thread while another encrypts: hashlib and AES-GCM
+                    # release the GIL on large buffers, so a large PUT uses both cores.
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(anyio.to_thread.run_sync, check.update, block)
+                        out = await anyio.to_thread.run_sync(sealer.update, block)
+                else:
+                    check.update(block)
+                    out = sealer.update(block)
+                if head:
+                    out, head = head + out, b""
                 if out:
-                    pending.append(out)
-                    pending_len += len(out)
-                if pending_len >= buffer_limit:
-                    yield b"".join(pending)
-                    pending, pending_len = [], 0
+                    yield out
             # Digests are verified before the last bytes are handed over, so a mismatch makes
             # the backend discard the blob: nothing is stored.
             check.verify()
-            pending.append(sealer.finalize())
-            yield b"".join(pending)
+            yield head + sealer.finalize()
 
         blob = new_blob_id(self.rng)
         stored = await backend.put(tenant.container, blob, ciphertext())
@@ -413,10 +419,12 @@ class Gateway:
             )
         if len(record.parts) == 1 and record.parts[0].part_number == 0:
             if part_number != 1:
-                raise InvalidRange("The requested partnumber is not satisfiable")
+                raise InvalidPartNumber(PartNumberRequested=str(part_number), ActualPartCount="1")
             return 0, record.size - 1
         if part_number > len(record.parts):
-            raise InvalidRange("The requested partnumber is not satisfiable")
+            raise InvalidPartNumber(
+                PartNumberRequested=str(part_number), ActualPartCount=str(len(record.parts))
+            )
         start = sum(p.size for p in record.parts[: part_number - 1])
         return start, start + record.parts[part_number - 1].size - 1
 
@@ -478,17 +486,30 @@ class Gateway:
             stream = opener.stream(span.first_chunk, span.last_chunk)
             skip = lo - span.first_chunk * crypto.CHUNK
         remaining = hi - lo + 1
+        # The bytes that complete the window are held back until the stream has ended cleanly:
+        # a blob with bytes appended, or cut just before an empty final chunk, must not reach
+        # the client whole (Content-Length satisfied) before the damage is seen.
+        held: list[bytes] = []
         async for data in fetch:
-            plain = stream.feed(data)
+            # Large pieces decrypt in a worker thread (AES-GCM releases the GIL), so the event
+            # loop keeps sending the previous piece meanwhile.
+            if len(data) >= _PARALLEL_MIN:
+                plain = await anyio.to_thread.run_sync(stream.feed, data)
+            else:
+                plain = stream.feed(data)
             if plain:
                 out, skip, remaining = _window(plain, skip, remaining)
-                if out:
+                if remaining == 0:
+                    held.append(out)
+                elif out:
                     yield out
         out, skip, remaining = _window(stream.finish(), skip, remaining)
         if remaining > 0:
             raise IntegrityError("segment shorter than the manifest")
-        if out:
-            yield out
+        held.append(out)
+        tail = b"".join(held)
+        if tail:
+            yield tail
 
     # ------------------------------------------------------------------ delete, tags, list
 
@@ -791,6 +812,20 @@ def _window(plain: bytes, skip: int, remaining: int) -> tuple[bytes, int, int]:
         skip -= cut
     out = plain[:remaining]
     return out, skip, remaining - len(out)
+
+
+async def _blocks(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """Regroup a body into blocks of at least ``size`` bytes (the last may be shorter)."""
+    pending: list[bytes] = []
+    pending_len = 0
+    async for data in body:
+        pending.append(data)
+        pending_len += len(data)
+        if pending_len >= size:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, pending_len = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else b"".join(pending)
 
 
 async def _take(stream: AsyncIterator[bytes], n: int) -> tuple[bytes, AsyncIterator[bytes]]:

@@ -28,6 +28,7 @@ from blindstore.catalog.base import (
     UploadPart,
 )
 from blindstore.errors import (
+    BlindstoreError,
     BucketAlreadyExists,
     BucketNotEmpty,
     InvalidArgument,
@@ -827,6 +828,18 @@ class CatalogContract:
         with pytest.raises(NoSuchUpload):
             await catalog.complete_upload("u1", object_for_parts(upload, [], "e"))
         assert await catalog.get_object("photos", "k") is None
+
+    async def test_complete_refuses_a_record_for_another_key(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        upload = make_upload("photos", "k", "u1")
+        await catalog.create_upload(upload)
+
+        with pytest.raises(BlindstoreError):
+            await catalog.complete_upload(
+                "u1", object_for_parts(dataclasses.replace(upload, key="other"), [], "e")
+            )
+        assert await catalog.get_upload("u1") == upload
+        assert await catalog.get_object("photos", "other") is None
 
     async def test_an_upload_completes_only_once(self, catalog: Catalog) -> None:
         await setup_bucket(catalog)

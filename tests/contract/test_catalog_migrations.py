@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,24 +20,9 @@ from blindstore.catalog.schema import metadata
 from blindstore.catalog.sql import SqlCatalog
 from blindstore.errors import ServiceUnavailable
 from tests.contract.catalog_contract import TENANT, make_object, setup_bucket
-from tests.contract.postgres import SERVER_URL
+from tests.contract.postgres import SERVER_URL, fresh_database
 
 pytestmark = pytest.mark.anyio
-
-
-@contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
-    name = f"blindstore_migration_{secrets.token_hex(4)}"
-    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,13 +31,13 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'catalog.db'}"
     else:
-        with fresh_postgres_database() as url:
+        with fresh_database() as url:
             yield url
 
 
 @pytest.fixture
 def empty_postgres_database() -> Iterator[str]:
-    with fresh_postgres_database() as url:
+    with fresh_database() as url:
         yield url
 
 

@@ -9,9 +9,7 @@ import pytest
 
 from blindstore.catalog.sql import SqlCatalog
 from tests.contract.catalog_contract import CatalogContract
-from tests.contract.postgres import empty_tables, postgres_url
-
-__all__ = ["postgres_url"]  # a session fixture, used through the fixture name
+from tests.contract.postgres import empty_tables
 
 
 class TestSqliteFileCatalog(CatalogContract):

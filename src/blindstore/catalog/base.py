@@ -113,7 +113,8 @@ class ListPage:
     objects: list[ObjectRecord]
     common_prefixes: list[str]
     truncated: bool
-    #: The last key or common prefix returned: where the next page starts (exclusive).
+    #: When ``truncated``: the last key or common prefix returned, where the next page starts
+    #: (pass it as ``start_after``). None when the listing is complete.
     next_marker: str | None
 
 

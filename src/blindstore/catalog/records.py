@@ -1,7 +1,7 @@
 """Conversion between catalog records and table rows (pure: no database access).
 
-Rows are read positionally, in the column order of ``schema``; ``select(table)`` returns exactly
-that order, and ``test_schema`` pins it.
+Rows are read positionally, in the column order of ``schema`` (which ``select(table)`` returns);
+the ``*_values`` functions list the columns in that same order, and a unit test pins both.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from sqlalchemy import (
     exists,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -39,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.sql.elements import TextClause
 
 from blindstore.catalog import migrate
 from blindstore.catalog.base import (
@@ -103,13 +105,9 @@ _READ: Final = "read"  # one statement, no transaction
 _SNAPSHOT: Final = "snapshot"  # several reads that must agree
 _WRITE: Final = "write"  # a serialised read-modify-write transaction
 
-# SQLite constraint error codes (sqlite3.IntegrityError.sqlite_errorcode).
+# Foreign key violations: sqlite3.IntegrityError.sqlite_errorcode, PostgreSQL SQLSTATE.
 _SQLITE_CONSTRAINT_FOREIGNKEY: Final = 787
-_SQLITE_CONSTRAINT_PRIMARYKEY: Final = 1555
-_SQLITE_CONSTRAINT_UNIQUE: Final = 2067
-# PostgreSQL SQLSTATEs.
 _PG_FOREIGN_KEY_VIOLATION: Final = "23503"
-_PG_UNIQUE_VIOLATION: Final = "23505"
 
 
 class _Retry(Exception):
@@ -155,7 +153,7 @@ class SqlCatalog:
                 try:
                     with conn.begin():
                         if begin is not None:
-                            conn.exec_driver_sql(begin)
+                            conn.execute(begin)
                         return work(conn)
                 except _Retry:
                     continue
@@ -208,7 +206,7 @@ class SqlCatalog:
             try:
                 conn.execute(access_keys.insert(), access_key_values(key))
             except sa_exc.IntegrityError as exc:
-                if _violation(exc) == "foreign_key":
+                if _is_foreign_key_violation(exc):
                     raise InvalidArgument("No such tenant.") from exc
                 raise InvalidArgument("This access key id already exists.") from exc
 
@@ -234,7 +232,7 @@ class SqlCatalog:
             try:
                 conn.execute(buckets.insert(), bucket_values(bucket))
             except sa_exc.IntegrityError as exc:
-                if _violation(exc) == "foreign_key":
+                if _is_foreign_key_violation(exc):
                     raise InvalidArgument("No such tenant.") from exc
                 raise BucketAlreadyExists(BucketName=bucket.name) from exc
 
@@ -423,7 +421,7 @@ class SqlCatalog:
             try:
                 conn.execute(uploads.insert(), upload_values(upload))
             except sa_exc.IntegrityError as exc:
-                if _violation(exc) == "foreign_key":
+                if _is_foreign_key_violation(exc):
                     raise NoSuchBucket(BucketName=upload.bucket) from exc
                 raise
 
@@ -703,8 +701,10 @@ def _create_engine(url: str, pool_size: int, busy_timeout: float) -> tuple[Engin
 
 
 def _create_private_file(path: str) -> None:
-    """Create the database file readable by its owner only (SQLite gives its -wal and -shm
-    files the same mode): the catalog holds health data."""
+    """Create the database file readable by its owner only: the catalog holds health data.
+
+    SQLite gives the -wal and -shm files it creates the same mode as the database file.
+    """
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     except OSError as exc:
@@ -733,14 +733,14 @@ def _configure_sqlite(
     cursor.close()
 
 
-def _connection_modes(dialect: str) -> dict[str, tuple[dict[str, Any], str | None]]:
+def _connection_modes(dialect: str) -> dict[str, tuple[dict[str, Any], TextClause | None]]:
     """Per mode: the execution options of the connection and the statement opening the
     transaction (SQLite only: the driver is in autocommit mode, see _configure_sqlite)."""
     if dialect == "sqlite":
         return {
             _READ: ({}, None),
-            _SNAPSHOT: ({}, "BEGIN DEFERRED"),
-            _WRITE: ({}, "BEGIN IMMEDIATE"),
+            _SNAPSHOT: ({}, text("BEGIN DEFERRED")),
+            _WRITE: ({}, text("BEGIN IMMEDIATE")),
         }
     return {
         _READ: ({"isolation_level": "AUTOCOMMIT"}, None),
@@ -749,19 +749,11 @@ def _connection_modes(dialect: str) -> dict[str, tuple[dict[str, Any], str | Non
     }
 
 
-def _violation(exc: sa_exc.IntegrityError) -> str:
-    """ "unique", "foreign_key" or "other", from the driver's error code."""
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    if code in (_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY):
-        return "unique"
-    if code == _SQLITE_CONSTRAINT_FOREIGNKEY:
-        return "foreign_key"
-    state = getattr(exc.orig, "sqlstate", None)
-    if state == _PG_UNIQUE_VIOLATION:
-        return "unique"
-    if state == _PG_FOREIGN_KEY_VIOLATION:
-        return "foreign_key"
-    return "other"
+def _is_foreign_key_violation(exc: sa_exc.IntegrityError) -> bool:
+    """Whether the driver reports a missing parent row (rather than a duplicate)."""
+    if getattr(exc.orig, "sqlite_errorcode", None) == _SQLITE_CONSTRAINT_FOREIGNKEY:
+        return True
+    return getattr(exc.orig, "sqlstate", None) == _PG_FOREIGN_KEY_VIOLATION
 
 
 @contextmanager

@@ -59,6 +59,7 @@ def run_dev(
     data_dir = data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     configure_logging("warning")
+    runtime.tune_allocator()
     # SIGTERM before the server runs: behave like Ctrl-C, so the `finally` stops OpenBao.
     signal.signal(signal.SIGTERM, _interrupt)
     dev_json = data_dir / "dev.json"

@@ -85,7 +85,7 @@ def check_key(key: str) -> None:
 
     Raises ``InvalidArgument`` for an empty key, ``InvalidURI`` for a key holding lone
     surrogates (bytes that were not UTF-8 on the wire), and ``KeyTooLongError`` (with S3's
-    ``Size`` and ``MaxSizeAllowed``) past 1024 bytes. Any other character is an opaque part of
+    ``Size`` and ``MaxSizeAllowed``) past 1024 bytes, ``InvalidArgument`` for NUL. Any other character is an opaque part of
     the key, as in S3.
     """
     if not key:
@@ -100,6 +100,9 @@ def check_key(key: str) -> None:
             raise InvalidURI() from None
     if size > MAX_KEY_BYTES:
         raise KeyTooLongError(Size=str(size), MaxSizeAllowed=str(MAX_KEY_BYTES))
+    # NUL cannot travel in an S3 XML listing and PostgreSQL TEXT cannot store it.
+    if "\x00" in key:
+        raise InvalidArgument("Object keys must not contain the NUL character.")
 
 
 def _utf8_len(text: str) -> int:

@@ -16,6 +16,31 @@ class ClientDisconnected(IncompleteBody):
     """The client went away mid-body: nothing is stored, nothing is answered."""
 
 
+class TrackedReceive:
+    """An ASGI ``receive`` that remembers whether the request body was read to its end."""
+
+    __slots__ = ("_receive", "complete")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.complete = False
+
+    async def __call__(self) -> dict[str, Any]:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.complete = True
+        return message
+
+
+def declares_body(scope: dict[str, Any]) -> bool:
+    """Whether the request announces a body (a non-zero Content-Length, or chunked framing)."""
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (lowered == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
 async def receive_body(
     receive: Receive, *, idle_timeout: float, expected_length: int | None
 ) -> AsyncIterator[bytes]:

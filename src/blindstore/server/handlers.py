@@ -109,7 +109,10 @@ def _write_meta(ctx: Context) -> WriteMeta:
     )
 
 
-def _object_headers(record: ObjectRecord, ctx: Context) -> list[tuple[str, str]]:
+def _object_headers(
+    record: ObjectRecord, ctx: Context, *, whole: bool = True
+) -> list[tuple[str, str]]:
+    """Headers of a GET/HEAD; checksums only when ``whole`` (S3 has none for a range or part)."""
     headers = [
         ("etag", f'"{record.etag}"'),
         ("last-modified", http_date(record.last_modified)),
@@ -125,7 +128,7 @@ def _object_headers(record: ObjectRecord, ctx: Context) -> list[tuple[str, str]]
     headers.extend((f"x-amz-meta-{k}", v) for k, v in record.user_metadata.items())
     if record.tags:
         headers.append(("x-amz-tagging-count", str(len(record.tags))))
-    if ctx.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+    if whole and ctx.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers.extend((f"x-amz-checksum-{alg}", value) for alg, value in record.checksums.items())
     return headers
 
@@ -376,7 +379,7 @@ async def _read(ctx: Context, *, head: bool) -> Response:
         head=head,
     )
     record = result.record
-    headers = _object_headers(record, ctx)
+    headers = _object_headers(record, ctx, whole=not result.partial)
     length = result.end - result.start + 1 if record.size else 0
     headers.append(("content-length", str(length)))
     if part_number is not None:

@@ -27,6 +27,7 @@ from blindstore.errors import (
 from blindstore.gateway import Gateway, Principal
 from blindstore.s3 import xml
 from blindstore.server import handlers
+from blindstore.server.body import TrackedReceive, declares_body
 from blindstore.server.request import S3Request, parse_scope
 from blindstore.server.responses import Response, Send, send_response
 from blindstore.server.wire import Authenticator
@@ -154,6 +155,7 @@ class S3App:
         request: S3Request | None = None
         handler_name = "-"
         principal: Principal | None = None
+        tracked = TrackedReceive(receive)
         try:
             request = parse_scope(
                 scope,
@@ -172,7 +174,7 @@ class S3App:
                 auth=auth,
                 gateway=self.gateway,
                 settings=self.settings,
-                receive=receive,
+                receive=tracked,
                 request_id=request_id,
             )
             response = await handler(ctx)
@@ -181,6 +183,11 @@ class S3App:
         except Exception:
             log.exception("unhandled_error", request_id=request_id, op=handler_name)
             response = self._error(BlindstoreError(), request, request_id)
+        if not tracked.complete and declares_body(scope):
+            # Answered before the body was read (an early error): the rest of the body may still
+            # be on its way, or never come (a client that waits for 100 Continue does not send
+            # it), so the connection cannot carry another request.
+            response.headers.append(("connection", "close"))
         status = response.status
         try:
             await send_response(send, response, request_id)
