@@ -71,6 +71,8 @@ class LimitSettings(_Frozen):
     verify_whole_below: int = Field(4 * MiB, ge=0)
     #: A client that sends nothing for this long during an upload gets RequestTimeout.
     body_idle_timeout_seconds: float = Field(30.0, gt=0)
+    #: A client must send its request line and headers within this (slowloris guard).
+    header_timeout_seconds: float = Field(20.0, gt=0)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     #: Memory per in-flight request is bounded by about twice this.
     io_buffer_bytes: int = Field(1 * MiB, ge=16 * 1024)

@@ -16,6 +16,7 @@ from blindstore.config import Settings
 from blindstore.gateway import Gateway
 from blindstore.keys.service import KeyService
 from blindstore.keys.transit import TransitKeyWrapper, resolve_token
+from blindstore.server.protocol import protocol_class
 from blindstore.server.s3app import S3App
 
 
@@ -95,7 +96,7 @@ def make_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
         S3App(gateway, settings),
         host=settings.listen.host,
         port=settings.listen.port,
-        http="httptools",
+        http=protocol_class(settings.limits.header_timeout_seconds),
         loop="none",  # the caller's loop (uvloop under `blindstore serve`)
         lifespan="off",
         log_config=None,

@@ -85,8 +85,8 @@ def check_key(key: str) -> None:
 
     Raises ``InvalidArgument`` for an empty key, ``InvalidURI`` for a key holding lone
     surrogates (bytes that were not UTF-8 on the wire), and ``KeyTooLongError`` (with S3's
-    ``Size`` and ``MaxSizeAllowed``) past 1024 bytes, ``InvalidArgument`` for NUL. Any other character is an opaque part of
-    the key, as in S3.
+    ``Size`` and ``MaxSizeAllowed``) past 1024 bytes, ``InvalidArgument`` for NUL. Any other
+    character is an opaque part of the key, as in S3.
     """
     if not key:
         raise InvalidArgument("The object key must not be empty.")
