@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from blindstore.backends.ids import new_container_name
 from blindstore.catalog.base import AccessKey, Catalog, Tenant
 from blindstore.errors import ClientError
 from blindstore.keys.base import KeyWrapper
@@ -43,11 +44,6 @@ def new_access_key(rng: Callable[[int], bytes] = secrets.token_bytes) -> tuple[s
     return akid, secret
 
 
-def _container_name(rng: Callable[[int], bytes]) -> str:
-    # Random and meaningless: a provider sees neither the tenant's name nor its id.
-    return "bs-" + base64.b32encode(rng(10)).decode().lower().rstrip("=")
-
-
 async def create_tenant(
     catalog: Catalog,
     keys: KeyWrapper,
@@ -68,7 +64,7 @@ async def create_tenant(
         tenant_id=tenant_id,
         name=name,
         key_name=tenant_key_name(key_prefix, tenant_id),
-        container=_container_name(rng),
+        container=new_container_name(rng),  # meaningless to a provider
         created=clock(),
     )
     # Key first: a tenant row whose key does not exist would fail every write.
