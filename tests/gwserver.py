@@ -55,7 +55,10 @@ class RunningGateway:
             return self._clients[cache_key]
         endpoint = self.endpoint
         if addressing == "virtual":
+            # *.localhost does not resolve everywhere: the gateway doubles as the HTTP proxy and
+            # still receives Host: bucket.localhost:<port>.
             endpoint = f"http://localhost:{self.port}"
+            config.setdefault("proxies", {"http": self.endpoint})
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,

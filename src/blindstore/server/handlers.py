@@ -14,6 +14,7 @@ from blindstore.errors import (
     InvalidArgument,
     InvalidEncodingType,
     InvalidRequest,
+    MalformedXML,
     NotImplementedOperation,
 )
 from blindstore.gateway import Gateway, Principal, WriteMeta
@@ -27,10 +28,10 @@ if TYPE_CHECKING:
     from blindstore.server.request import S3Request
     from blindstore.server.s3app import Receive
 
-#: Bodies we parse as XML (DeleteObjects, CompleteMultipartUpload, Tagging) are capped: 10,000
-#: parts of ~100 bytes fit well within it.
-MAX_XML_BODY = 2 * 1024 * 1024
 MAX_KEYS = 1000
+#: Integer parameters are read up to this; a part number past 10000 must reach the range check,
+#: not be clamped onto part 10000.
+_INT_MAX = 2**31 - 1
 #: The largest object a single PUT may carry (S3's limit).
 MAX_PUT_SIZE = 5 * 1024**3
 
@@ -91,6 +92,20 @@ def _int_param(ctx: Context, name: str, default: int, *, lo: int = 0, hi: int = 
     return min(value, hi)
 
 
+async def _document(ctx: Context, limit: int) -> bytes:
+    """A request's XML document, read whole (at most ``limit`` bytes) and digest-checked.
+
+    The caps are the XML module's (``xml.MAX_*_BODY``). A declared Content-Length over the cap
+    is refused before the body is read, so a client waiting for 100 Continue never sends it.
+    """
+    declared = ctx.request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise MalformedXML()
+    body = await drain(ctx.receive, limit)
+    ctx.auth.check_small_body(body, ctx.request.headers)
+    return body
+
+
 def _write_conditions(ctx: Context) -> tuple[str | None, bool]:
     if_none_match = ctx.request.header("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
@@ -145,7 +160,7 @@ async def list_buckets(ctx: Context) -> Response:
 
 async def create_bucket(ctx: Context) -> Response:
     validate.check_bucket_name(ctx.bucket)
-    body = await drain(ctx.receive, MAX_XML_BODY)
+    body = await _document(ctx, xml.MAX_SMALL_BODY)
     location = xml.parse_create_bucket(body) or ctx.settings.s3.region
     await ctx.gateway.create_bucket(ctx.principal, ctx.bucket, location)
     return Response(headers=[("location", f"/{ctx.bucket}")])
@@ -266,8 +281,7 @@ async def list_uploads(ctx: Context) -> Response:
 
 
 async def delete_objects(ctx: Context) -> Response:
-    body = await drain(ctx.receive, MAX_XML_BODY)
-    ctx.auth.check_small_body(body, ctx.request.headers)
+    body = await _document(ctx, xml.MAX_DELETE_BODY)
     quiet, keys = xml.parse_delete(body)
     deleted: list[xml.Deleted] = []
     errors: list[xml.DeleteError] = []
@@ -366,7 +380,7 @@ async def _read(ctx: Context, *, head: bool) -> Response:
     if part_raw is not None:
         if range_header:
             raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
-        part_number = _int_param(ctx, "partNumber", 1, lo=1, hi=10_000)
+        part_number = _int_param(ctx, "partNumber", 1, lo=1, hi=_INT_MAX)
     result = await ctx.gateway.get_object(
         ctx.principal,
         ctx.bucket,
@@ -413,8 +427,7 @@ async def get_object_tagging(ctx: Context) -> Response:
 
 
 async def put_object_tagging(ctx: Context) -> Response:
-    body = await drain(ctx.receive, MAX_XML_BODY)
-    ctx.auth.check_small_body(body, ctx.request.headers)
+    body = await _document(ctx, xml.MAX_SMALL_BODY)
     tags = xml.parse_tagging(body)
     await ctx.gateway.put_tags(ctx.principal, ctx.bucket, ctx.key, tags)
     return Response()
@@ -449,7 +462,7 @@ async def create_multipart_upload(ctx: Context) -> Response:
 async def upload_part(ctx: Context) -> Response:
     if "x-amz-copy-source" in ctx.request.headers:
         raise NotImplementedOperation("UploadPartCopy is not implemented yet.")
-    part_number = _int_param(ctx, "partNumber", 0, lo=1, hi=10_000)
+    part_number = _int_param(ctx, "partNumber", 0, lo=1, hi=_INT_MAX)
     body, check = request_body(ctx, max_size=MAX_PUT_SIZE)
     part = await ctx.gateway.upload_part(
         ctx.principal, ctx.bucket, ctx.key, ctx.query("uploadId"), part_number, body, check
@@ -460,8 +473,7 @@ async def upload_part(ctx: Context) -> Response:
 
 
 async def complete_multipart_upload(ctx: Context) -> Response:
-    body = await drain(ctx.receive, MAX_XML_BODY)
-    ctx.auth.check_small_body(body, ctx.request.headers)
+    body = await _document(ctx, xml.MAX_COMPLETE_MULTIPART_BODY)
     parts = xml.parse_complete_multipart(body)
     if_match, if_none_match = _write_conditions(ctx)
     record = await ctx.gateway.complete_upload(

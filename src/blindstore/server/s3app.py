@@ -103,6 +103,10 @@ _OPTIONS = frozenset(
         "X-Amz-Content-Sha256",
         "X-Amz-User-Agent",
         "mpu-object-size",
+        # Signature Version 2 query authentication: refused by sigv4 with a clear message.
+        "AWSAccessKeyId",
+        "Signature",
+        "Expires",
     }
 )
 
