@@ -115,7 +115,9 @@ def start_gateway(
                         task.result()
                     await asyncio.sleep(0.01)
                 state.update(
-                    gateway=gateway, creds=creds, server=server,
+                    gateway=gateway,
+                    creds=creds,
+                    server=server,
                     loop=asyncio.get_running_loop(),
                     port=server.servers[0].sockets[0].getsockname()[1],
                 )

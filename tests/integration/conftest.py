@@ -13,7 +13,9 @@ from tests.gwserver import RunningGateway, start_gateway
 
 
 @pytest.fixture(scope="session")
-def gw(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+def gw(
+    openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
     running = start_gateway(
         tmp_path_factory.mktemp("gateway"), vault_addr=openbao.addr, vault_token=openbao.token
     )

@@ -13,14 +13,14 @@ import anyio
 import anyio.lowlevel
 import pytest
 import stamina
-from tests.unit.keys.contract import BatchKeyWrapperContract, KeyWrapperContract, Rotate
-from tests.unit.keys.fakes import ManualClock
 
 from blindstore.devtools.openbao import OpenBaoError, OpenBaoServer, start_openbao
 from blindstore.errors import KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.base import DataKey, WrappedDek
 from blindstore.keys.service import KeyService
 from blindstore.keys.transit import TransitKeyWrapper
+from tests.unit.keys.contract import BatchKeyWrapperContract, KeyWrapperContract, Rotate
+from tests.unit.keys.fakes import ManualClock
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

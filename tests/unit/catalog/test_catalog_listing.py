@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.contract.catalog_contract import model_listing
 
 from blindstore.catalog.listing import Listing, list_page, successor
+from tests.contract.catalog_contract import model_listing
 
 
 class SortedKeys:

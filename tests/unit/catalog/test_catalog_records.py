@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Table
-from tests.contract.catalog_contract import TENANT, make_object, make_part, make_upload
 
 from blindstore.catalog.base import AccessKey, Bucket, StoredPart
 from blindstore.catalog.records import (
@@ -31,6 +30,7 @@ from blindstore.catalog.records import (
     upload_values,
 )
 from blindstore.catalog.schema import access_keys, buckets, objects, tenants, upload_parts, uploads
+from tests.contract.catalog_contract import TENANT, make_object, make_part, make_upload
 
 _text = st.text(max_size=20)
 _parts = st.lists(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from tests.unit.keys.fakes import OutageKeyWrapper
 
 from blindstore.errors import BlindstoreError, KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.base import DataKey
 from blindstore.keys.batching import UnwrapBatcher
+from tests.unit.keys.fakes import OutageKeyWrapper
 
 pytestmark = pytest.mark.anyio
 

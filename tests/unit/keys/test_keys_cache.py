@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.keys.fakes import ManualClock
 
 from blindstore.keys.cache import UnwrapCache
+from tests.unit.keys.fakes import ManualClock
 
 KEY = "hgw-t-cache"
 TENANT = bytes(16)

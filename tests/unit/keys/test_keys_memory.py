@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.unit.keys.contract import BatchKeyWrapperContract, KeyWrapperContract, Rotate
 
 from blindstore.keys.memory import InMemoryKeyWrapper
 from blindstore.keys.service import KeyService
+from tests.unit.keys.contract import BatchKeyWrapperContract, KeyWrapperContract, Rotate
 
 pytestmark = pytest.mark.anyio
 

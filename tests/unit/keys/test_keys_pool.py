@@ -5,11 +5,11 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
-from tests.unit.keys.fakes import ManualClock, OutageKeyWrapper
 
 from blindstore.errors import KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.base import DataKey
 from blindstore.keys.pool import PrewrappedPool
+from tests.unit.keys.fakes import ManualClock, OutageKeyWrapper
 
 pytestmark = pytest.mark.anyio
 

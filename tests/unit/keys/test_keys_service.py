@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from tests.unit.keys.fakes import ManualClock, OutageKeyWrapper
 
 from blindstore.errors import KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.base import KeyWrapper
 from blindstore.keys.service import KeyService
+from tests.unit.keys.fakes import ManualClock, OutageKeyWrapper
 
 pytestmark = pytest.mark.anyio
 
