@@ -85,6 +85,16 @@ def _fail(exc: BlindstoreError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _fail_group(group: BaseExceptionGroup[BaseException]) -> typer.Exit:
+    """`_fail` for a BlindstoreError that task groups wrapped in ExceptionGroups; else re-raise."""
+    lone: BaseException = group
+    while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+        lone = lone.exceptions[0]
+    if not isinstance(lone, BlindstoreError):
+        raise group
+    return _fail(lone)
+
+
 # ---------------------------------------------------------------------------- dev, serve
 
 
@@ -106,6 +116,8 @@ def dev(
         )
     except BlindstoreError as exc:
         raise _fail(exc) from exc
+    except BaseExceptionGroup as group:
+        raise _fail_group(group) from group
 
 
 @app.command()
@@ -145,6 +157,8 @@ def tenants_create(name: str, data_dir: DataDirOption = None, config: ConfigOpti
         created = anyio.run(main)
     except BlindstoreError as exc:
         raise _fail(exc) from exc
+    except BaseExceptionGroup as group:
+        raise _fail_group(group) from group
     console.print_json(
         data={
             "tenant": created.tenant.name,
@@ -210,6 +224,8 @@ def gc(
         console.print_json(data=anyio.run(main))
     except BlindstoreError as exc:
         raise _fail(exc) from exc
+    except BaseExceptionGroup as group:
+        raise _fail_group(group) from group
 
 
 def main() -> None:

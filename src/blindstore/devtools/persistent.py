@@ -126,9 +126,11 @@ def _init_and_unseal(server: OpenBaoServer, init_file: Path) -> str:
             raise OpenBaoError("OpenBao stayed sealed:\n" + server.log_tail())
         time.sleep(0.05)
     token: str = saved["root_token"]
-    # Active once a leader is elected; lookup-self answers then.
+    # Writable once this node is active (leader elected): sys/health answers 200 only then. A
+    # standby answers 429; since OpenBao 2 it serves reads (lookup-self too) but fails writes.
     while True:
         try:
+            _call(server.addr, "GET", "sys/health")
             _call(server.addr, "GET", "auth/token/lookup-self", token=token)
             return token
         except (OSError, ValueError):

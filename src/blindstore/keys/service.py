@@ -89,7 +89,9 @@ class KeyService:
         background, self._background = self._background, None
         try:
             if background is not None:
-                await background.__aexit__(exc_type, exc, traceback)
+                # Stop the background tasks without handing them the caller's exception: a
+                # task group would wrap it in an ExceptionGroup, hiding an S3 or CLI error.
+                await background.aclose()
         finally:
             await self.close()
 
