@@ -43,7 +43,7 @@ class VaultSettings(_Frozen):
 
 class KeySettings(_Frozen):
     #: Pre-wrapped DEKs kept per tenant key; one Transit batch call refills it.
-    pool_size: int = Field(64, ge=1, le=1024)
+    pool_size: int = Field(128, ge=1, le=1024)
     pool_ttl_seconds: float = Field(300.0, gt=0, le=300)
     #: Unwrapped DEKs are cached per object for ranged-read bursts; memory ≤ entries × ~200 B.
     cache_ttl_seconds: float = Field(60.0, ge=0, le=60)

@@ -69,6 +69,14 @@ class BodyCheck(Protocol):
 
     def update(self, data: bytes) -> None: ...
 
+    def update_md5(self, data: bytes) -> None:
+        """The MD5 part of ``update``; runs concurrently with ``update_others``."""
+        ...
+
+    def update_others(self, data: bytes) -> None:
+        """The rest of ``update``: ``update_md5`` + ``update_others`` == ``update``."""
+        ...
+
     def verify(self) -> None:
         """Raise BadDigest/XAmzContentSHA256Mismatch/... if any declared digest differs."""
         ...
@@ -284,6 +292,10 @@ class Gateway:
             raise
         if replaced is not None:
             await self._discard(replaced)
+        # A read soon after a write (very common) then needs no Vault round trip.
+        self.keys.remember(
+            record.key_name, record.tenant_id, record.object_id, record.wrapped_dek, dek
+        )
         return record
 
     async def _write_segment(
@@ -307,11 +319,12 @@ class Gateway:
             async for block in _blocks(body, buffer_limit):
                 size += len(block)
                 if len(block) >= _PARALLEL_MIN:
-                    # Hash in one worker thread while another encrypts: hashlib and AES-GCM
-                    # release the GIL on large buffers, so a large PUT uses both cores.
+                    # MD5 (the ETag, the slowest hash) in one worker thread, the other digests
+                    # and AES-GCM in another: both release the GIL on large buffers, so a large
+                    # PUT uses both cores.
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(anyio.to_thread.run_sync, check.update, block)
-                        out = await anyio.to_thread.run_sync(sealer.update, block)
+                        tg.start_soon(anyio.to_thread.run_sync, check.update_md5, block)
+                        out = await anyio.to_thread.run_sync(_digest_and_seal, check, sealer, block)
                 else:
                     check.update(block)
                     out = sealer.update(block)
@@ -469,12 +482,14 @@ class Gateway:
         ids = (dek, record.tenant_id, record.object_id, part.part_number)
         if part.size == 0 or (lo == 0 and hi == part.size - 1):
             stream = crypto.segment_reader(*ids, plaintext_size=part.size)
-            fetch = backend.get(record.container, part.blob, 0, None)
+            # One byte past the end: a backend holding appended bytes is caught, and the read
+            # stays bounded (small reads can then be served without a thread hop).
+            fetch = backend.get(record.container, part.blob, 0, part.stored_size + 1)
             skip = 0
         else:
             span = crypto.chunk_span(part.size, lo, hi)
             reaches_final = span.last_chunk == part.size // crypto.CHUNK
-            fetch_end = None if reaches_final else span.ct_end
+            fetch_end = part.stored_size + 1 if reaches_final else span.ct_end
             if span.first_chunk == 0:
                 fetch = backend.get(record.container, part.blob, 0, fetch_end)
                 prefix, fetch = await _take(fetch, crypto.PREFIX_SIZE)
@@ -812,6 +827,11 @@ def _window(plain: bytes, skip: int, remaining: int) -> tuple[bytes, int, int]:
         skip -= cut
     out = plain[:remaining]
     return out, skip, remaining - len(out)
+
+
+def _digest_and_seal(check: BodyCheck, sealer: crypto.SegmentSealer, block: bytes) -> bytes:
+    check.update_others(block)
+    return sealer.update(block)
 
 
 async def _blocks(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:

@@ -21,7 +21,7 @@ from blindstore.server.s3app import S3App
 
 
 def tune_allocator() -> None:
-    """Keep glibc from mapping and unmapping every buffer over 128 KiB.
+    """Tune glibc's allocator for streaming ~1 MiB blocks through worker threads.
 
     The streaming paths allocate ~1 MiB buffers per block; with glibc's default mmap threshold
     each one is a fresh mmap/munmap pair, which measured 5x slower sealing (291 vs 1656 MB/s at
@@ -38,9 +38,12 @@ def tune_allocator() -> None:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
     mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-    mallopt(m_trim_threshold, 128 * 1024 * 1024)
+    mallopt(m_trim_threshold, 64 * 1024 * 1024)
+    # One arena per worker thread (glibc's default, up to 8 per core) kept ~100 MiB of freed
+    # 1 MiB blocks resident after a multipart upload; two arenas measured 196 → 151 MiB peak.
+    mallopt(m_arena_max, 2)
 
 
 def open_catalog(settings: Settings) -> SqlCatalog:

@@ -192,3 +192,13 @@ async def test_a_lost_postgres_connection_raises_service_unavailable_then_recove
         assert await catalog.get_bucket("photos") == Bucket("photos", TENANT.tenant_id, 1500.0)
     finally:
         await catalog.close()
+
+
+def test_head_revision_constant_matches_the_migration_scripts() -> None:
+    """The fast startup check (no Alembic import) must know the real head."""
+    from alembic.script import ScriptDirectory
+
+    from blindstore.catalog import migrate
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert script.get_current_head() == migrate.HEAD_REVISION

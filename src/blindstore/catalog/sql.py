@@ -130,6 +130,12 @@ class SqlCatalog:
         self._modes = _connection_modes(self._engine.dialect.name)
         # One in-memory SQLite database is one connection: its users must take turns.
         self._limiter = anyio.CapacityLimiter(1 if in_memory else pool_size)
+        # SQLite lets one writer in at a time; queueing writers here instead of in SQLite's
+        # busy handler (which sleeps 1-2 ms per retry) keeps commits back to back.
+        sqlite = self._engine.dialect.name == "sqlite"
+        self._write_limiter = (
+            anyio.CapacityLimiter(1) if sqlite and not in_memory else self._limiter
+        )
         self._statements = _Statements(self._engine.dialect.name)
         try:
             self._call(_WRITE, migrate.upgrade)
@@ -140,7 +146,8 @@ class SqlCatalog:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, mode: str, work: Callable[[Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._call, mode, work, limiter=self._limiter)
+        limiter = self._write_limiter if mode == _WRITE else self._limiter
+        return await anyio.to_thread.run_sync(self._call, mode, work, limiter=limiter)
 
     def _call(self, mode: str, work: Callable[[Connection], T]) -> T:
         options, begin = self._modes[mode]

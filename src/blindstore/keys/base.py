@@ -70,6 +70,12 @@ class KeyWrapper(Protocol):
         """Drop any cached DEK of an object (on delete/overwrite/shred)."""
         ...
 
+    def remember(
+        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+    ) -> None:
+        """Cache a DEK the caller just used to write (a read soon after needs no unwrap)."""
+        ...
+
     async def close(self) -> None: ...
 
 

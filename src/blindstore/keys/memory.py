@@ -91,6 +91,11 @@ class InMemoryKeyWrapper:
     def forget(self, tenant_id: bytes, object_id: bytes) -> None:
         """Nothing is cached at this layer."""
 
+    def remember(
+        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+    ) -> None:
+        """Nothing is cached at this layer."""
+
     async def close(self) -> None:
         """Drop the KEKs."""
         self._versions.clear()

@@ -115,6 +115,12 @@ class KeyService:
             self.cache.put(key_name, tenant_id, object_id, wrapped, dek, epoch=epoch)
         return dek
 
+    def remember(
+        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+    ) -> None:
+        """Cache the DEK of an object just written: the same ttl as an unwrapped one."""
+        self.cache.put(key_name, tenant_id, object_id, wrapped, dek)
+
     def forget(self, tenant_id: bytes, object_id: bytes) -> None:
         """Drop the object's cached DEK (delete, overwrite, shred)."""
         self.cache.forget(tenant_id, object_id)

@@ -264,6 +264,11 @@ class TransitKeyWrapper:
     def forget(self, tenant_id: bytes, object_id: bytes) -> None:
         """Nothing is cached at this layer."""
 
+    def remember(
+        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+    ) -> None:
+        """Nothing is cached at this layer."""
+
     async def close(self) -> None:
         """Close the keep-alive connections."""
         self._client.adapter.close()

@@ -258,6 +258,16 @@ class BodyVerifier:
             hasher.update(data)
         self._size += len(data)
 
+    def update_md5(self, data: Buffer) -> None:
+        """The MD5 half of ``update``; with ``update_others`` it may run in another thread."""
+        self._md5.update(data)
+
+    def update_others(self, data: Buffer) -> None:
+        """Everything ``update`` does but the MD5 (the two halves touch disjoint state)."""
+        for hasher in self._hashers[1:]:
+            hasher.update(data)
+        self._size += len(data)
+
     def add_trailers(self, trailers: Mapping[str, str]) -> None:
         """Take the checksum value announced by ``x-amz-trailer`` from the decoded trailers."""
         if not self._awaiting_trailer or self._algorithm is None:

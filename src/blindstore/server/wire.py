@@ -42,6 +42,12 @@ class VerifiedBody:
     def update(self, data: bytes) -> None:
         self._verifier.update(data)
 
+    def update_md5(self, data: bytes) -> None:
+        self._verifier.update_md5(data)
+
+    def update_others(self, data: bytes) -> None:
+        self._verifier.update_others(data)
+
     def add_trailers(self, trailers: Mapping[str, str]) -> None:
         self._verifier.add_trailers(trailers)
 

@@ -79,6 +79,11 @@ class OutageKeyWrapper:
     def forget(self, tenant_id: bytes, object_id: bytes) -> None:
         self.inner.forget(tenant_id, object_id)
 
+    def remember(
+        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+    ) -> None:
+        self.inner.remember(key_name, tenant_id, object_id, wrapped, dek)
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -328,3 +328,14 @@ def test_the_full_object_crc_equals_the_crc_of_the_whole_object(
 def test_the_full_object_type_is_only_for_crcs() -> None:
     with pytest.raises(InvalidRequest, match="FULL_OBJECT"):
         full_object_crc(ChecksumAlgorithm.SHA256, [(checksum(ChecksumAlgorithm.SHA256, b""), 0)])
+
+
+def test_split_updates_equal_a_single_update() -> None:
+    """The gateway hashes MD5 and the other digests in two threads; the result must not change."""
+    data = bytes(range(256)) * 5000
+    whole = BodyVerifier(checksum_algorithm=ChecksumAlgorithm.CRC32C, payload_sha256=None)
+    split = BodyVerifier(checksum_algorithm=ChecksumAlgorithm.CRC32C, payload_sha256=None)
+    whole.update(data)
+    split.update_md5(data)
+    split.update_others(data)
+    assert whole.finish() == split.finish()
