@@ -40,7 +40,7 @@ def tune_allocator() -> None:
         return
     m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
     mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-    mallopt(m_trim_threshold, 64 * 1024 * 1024)
+    mallopt(m_trim_threshold, 16 * 1024 * 1024)
     # One arena per worker thread (glibc's default, up to 8 per core) kept ~100 MiB of freed
     # 1 MiB blocks resident after a multipart upload; two arenas measured 196 → 151 MiB peak.
     mallopt(m_arena_max, 2)

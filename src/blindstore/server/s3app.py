@@ -10,6 +10,7 @@ a layer of per-request objects to the 4 KiB hot path and give none of that.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -147,6 +148,10 @@ class S3App:
         self.gateway = gateway
         self.settings = settings
         self.auth = Authenticator(gateway, clock=clock)
+        # Request ids: a random per-process prefix and a counter. Unique without a syscall per
+        # request (os.urandom also made every request hand the GIL to a busy worker thread).
+        prefix = secrets.token_hex(4).upper()
+        self._request_ids = map(f"{prefix}{{:08X}}".format, itertools.count()).__next__
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -154,7 +159,7 @@ class S3App:
             return
         if scope["type"] != "http":
             return
-        request_id = secrets.token_hex(8).upper()
+        request_id = self._request_ids()
         started = time.perf_counter()
         request: S3Request | None = None
         handler_name = "-"
