@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint check bench clean
+.PHONY: run test lint install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +15,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e . --group dev
 	touch $(STAMP)
 
-install: $(STAMP)
+# Azurite (the Azure Blob stand-in) comes from npm, into .tools/node.
+AZURITE := .tools/node/node_modules/.bin/azurite-blob
+$(AZURITE):
+	mkdir -p .tools/node
+	npm install --silent --no-audit --no-fund --prefix .tools/node azurite@3
+
+install: $(STAMP) $(AZURITE)
 
 ## make run: start OpenBao (dev) + the gateway on http://127.0.0.1:9000, print credentials.
 run: $(STAMP)
 	$(BIN)/blindstore dev
 
 ## make test: lint, type-check and run the whole test suite (starts OpenBao itself).
-test: $(STAMP) lint
+test: $(STAMP) $(AZURITE) lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -35,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gateway.py
 
 clean:
-	rm -rf $(VENV) .blindstore .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .blindstore .pytest_cache .mypy_cache .ruff_cache
