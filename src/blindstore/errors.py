@@ -35,9 +35,12 @@ that calls the foreign library.
     ├── KeyServiceError                  500 (Vault refused: wrong context, permission denied)
     ├── BlobNotFound                     500 (a catalog row points at nothing: integrity event)
     └── ConfigError                      (startup only; never rendered)
+        └── PolicyError                  a placement policy refused: every problem, with its line
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class BlindstoreError(Exception):
@@ -384,3 +387,21 @@ class ConfigError(BlindstoreError):
     """Invalid configuration, found at startup. Never rendered to S3 clients."""
 
     expose_message = True
+
+
+class PolicyError(ConfigError):
+    """A placement policy was refused. ``problems`` holds every reason at once, as
+    ``(line, reason)`` pairs (1-based lines of ``source``; 0 when no line applies)."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[int, str]]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        lines = [
+            f"{source}:{line}: {reason}" if line else f"{source}: {reason}"
+            for line, reason in self.problems
+        ]
+        super().__init__(
+            f"{source}: placement policy refused ({count} problem{'s' * (count != 1)}):\n"
+            + "\n".join(lines)
+        )

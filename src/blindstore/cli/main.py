@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from blindstore import config as config_module
+from blindstore.cli.policy import policy_app
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 tenants_app = typer.Typer(help="Tenants and their access keys.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 err_console = Console(stderr=True)
