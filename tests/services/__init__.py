@@ -1,0 +1,1 @@
+"""Session fixtures that run the real stand-in services (one process per test session)."""
