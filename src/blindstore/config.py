@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -51,8 +51,16 @@ class KeySettings(_Frozen):
 
 
 class StorageSettings(_Frozen):
-    backend: str = "local"
+    """Where ciphertext goes, until placement policies route objects (issue 3).
+
+    ``backend``: ``local`` (``path``) or ``s3``/``azure``/``gcs`` (``settings``, the backend's own
+    settings model: see docs/operations.md), named ``name`` in the catalog.
+    """
+
+    backend: Literal["local", "s3", "azure", "gcs"] = "local"
+    name: str = Field("local", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     path: Path = Path(".blindstore/blobs")
+    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class CatalogSettings(_Frozen):

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 
-from blindstore.backends.local import LocalBackend
+from blindstore.backends.registry import build_backend
 from blindstore.catalog.sql import SqlCatalog
 from blindstore.config import Settings
 from blindstore.gateway import Gateway
@@ -78,7 +78,12 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         cache_ttl=settings.keys.cache_ttl_seconds,
         cache_max_entries=settings.keys.cache_entries,
     )
-    backend = LocalBackend(settings.storage.path)
+    storage = settings.storage
+    backend = build_backend(
+        storage.name,
+        storage.backend,
+        {"path": storage.path} if storage.backend == "local" else storage.settings,
+    )
     gateway = Gateway(
         catalog,
         keys,
