@@ -63,6 +63,18 @@ class StorageSettings(_Frozen):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class PlacementSettings(_Frozen):
+    """Route objects by a placement policy (docs/policy.md).
+
+    ``policy``: the policy file. Unset: every object goes to ``storage`` alone. Set: every
+    backend the policy declares is built from its ``kind`` and ``settings``, objects go where
+    its rules say, and ``storage`` stays readable (for objects written before) unless the policy
+    declares a backend of the same name. ``blindstore serve`` reloads the file on SIGHUP.
+    """
+
+    policy: Path | None = None
+
+
 class CatalogSettings(_Frozen):
     url: str = "sqlite:///.blindstore/catalog.db"
 
@@ -91,6 +103,7 @@ class Settings(_Frozen):
     vault: VaultSettings = VaultSettings()
     keys: KeySettings = KeySettings()
     storage: StorageSettings = StorageSettings()
+    placement: PlacementSettings = PlacementSettings()
     catalog: CatalogSettings = CatalogSettings()
     s3: S3Settings = S3Settings()
     limits: LimitSettings = LimitSettings()

@@ -14,7 +14,7 @@ import itertools
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -38,7 +38,9 @@ from blindstore.catalog.base import (
 )
 from blindstore.errors import (
     AccessDenied,
+    BackendUnavailable,
     BlindstoreError,
+    BlobNotFound,
     BucketAlreadyExists,
     BucketAlreadyOwnedByYou,
     EntityTooSmall,
@@ -53,7 +55,9 @@ from blindstore.errors import (
     NoSuchKey,
     NoSuchUpload,
 )
+from blindstore.fanout import fan_out
 from blindstore.keys.base import KeyWrapper
+from blindstore.policy.model import ObjectFacts, Placement
 from blindstore.s3.conditions import Conditions, check_copy_source, check_read
 
 log = structlog.get_logger("blindstore.gateway")
@@ -63,6 +67,8 @@ MAX_PARTS = 10_000
 _NO_CONDITIONS = Conditions()
 #: Blocks at least this large are hashed and encrypted in parallel worker threads.
 _PARALLEL_MIN = 256 * 1024
+#: Read errors after which the next replica is tried (when no plaintext byte was released yet).
+_FAILOVER = (BackendUnavailable, BlobNotFound, IntegrityError)
 
 
 class BodyCheck(Protocol):
@@ -119,18 +125,20 @@ class ObjectRead:
     verified: bool
 
 
-def _canonical_row(record: ObjectRecord) -> bytes:
+def _canonical_row(record: ObjectRecord, legacy_backend: str | None = None) -> bytes:
     """The row fields the row MAC covers.
 
     Excluded on purpose: the wrapped DEK and key version (a rewrap changes them; the Vault
-    context already binds the wrapped DEK to tenant + object) and tags (mutable without the DEK).
+    context already binds the wrapped DEK to tenant + object), tags (mutable without the DEK),
+    and the replica lists ``backends``/``repairs``: a replica holds the same self-authenticating
+    ciphertext, a row pointed at another backend can only be served bytes that verify under
+    this object's keys, and repairs and moves must not need the DEK.
     """
     doc = {
         "bucket": record.bucket,
         "key": record.key,
         "tenant": record.tenant_id.hex(),
         "object": record.object_id.hex(),
-        "backend": record.backend,
         "container": record.container,
         "parts": [[p.part_number, p.blob, p.size, p.stored_size, p.etag] for p in record.parts],
         "size": record.size,
@@ -141,6 +149,9 @@ def _canonical_row(record: ObjectRecord) -> bytes:
         "checksums": record.checksums,
         "key_name": record.key_name,
     }
+    if legacy_backend is not None:
+        # Rows MACed before catalog revision 0002 also covered their one backend's name.
+        doc["backend"] = legacy_backend
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -162,11 +173,16 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = secrets.token_bytes,
         bucket_cache_seconds: float = 1.0,
+        placement: Callable[[ObjectFacts], Placement] | None = None,
     ) -> None:
         self.catalog = catalog
         self.keys = keys
         self.backends = dict(backends)
         self.default_backend = default_backend
+        #: Where an object goes; None: the default backend alone, quorum 1.
+        self.placement = placement
+        #: Re-reads the placement policy (set by the composition root when there is one).
+        self.reload_placement: Callable[[], bool] | None = None
         self.verify_whole_below = verify_whole_below
         self.io_buffer_bytes = io_buffer_bytes
         self.clock = clock
@@ -229,9 +245,8 @@ class Gateway:
         await self.owned_bucket(principal, name)
         parts = await self.catalog.delete_bucket(name)
         self._bucket_cache.pop(name, None)
-        upload_backend = self.backends[self.default_backend]
         for part in parts:
-            await self._delete_blob(upload_backend, principal.tenant.container, part.blob)
+            await self._delete_copies(part.backends, principal.tenant.container, part.blob)
 
     async def list_buckets(self, principal: Principal) -> list[Bucket]:
         return await self.catalog.list_buckets(principal.tenant.tenant_id)
@@ -249,20 +264,23 @@ class Gateway:
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> ObjectRecord:
+        """Store an object on its placement's targets; ``size`` (if known) informs the policy."""
         await self.owned_bucket(principal, bucket_name)
         tenant = principal.tenant
+        targets, quorum = self._place(principal, bucket_name, key, meta, size)
         datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
-        backend_name = self.default_backend
-        part = await self._write_segment(
-            self.backends[backend_name], tenant, datakey.object_id, datakey.dek, 0, body, check
+        part, stored, failed = await self._write_segment(
+            targets, quorum, tenant, datakey.object_id, datakey.dek, 0, body, check
         )
         record = ObjectRecord(
             bucket=bucket_name,
             key=key,
             tenant_id=tenant.tenant_id,
             object_id=datakey.object_id,
-            backend=backend_name,
+            backends=stored,
+            repairs=failed,
             container=tenant.container,
             parts=(part,),
             size=part.size,
@@ -299,17 +317,48 @@ class Gateway:
         )
         return record
 
+    def _place(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        meta: WriteMeta,
+        size: int | None,
+    ) -> tuple[list[Backend], int]:
+        """The backends an object goes to (in preference order) and its write quorum."""
+        if self.placement is None:
+            return [self.backends[self.default_backend]], 1
+        facts = ObjectFacts(
+            tenant=principal.tenant.name,
+            bucket=bucket_name,
+            key=key,
+            tags=meta.tags,
+            classification=meta.user_metadata.get("classification"),
+            size=size,
+            content_type=meta.headers.get("content-type"),
+        )
+        placement = self.placement(facts)
+        missing = [name for name in placement.targets if name not in self.backends]
+        if missing:
+            # A policy reloaded with a backend this process never built: fail closed.
+            log.error("placement_backend_unknown", rule=placement.rule, backends=missing)
+            raise BackendUnavailable(f"placement names unknown backends {missing}")
+        return [self.backends[name] for name in placement.targets], placement.quorum
+
     async def _write_segment(
         self,
-        backend: Backend,
+        targets: Sequence[Backend],
+        quorum: int,
         tenant: Tenant,
         object_id: bytes,
         dek: bytes,
         part_number: int,
         body: AsyncIterator[bytes],
         check: BodyCheck,
-    ) -> StoredPart:
-        """Encrypt ``body`` as one segment into a new blob; verify digests before it lands."""
+    ) -> tuple[StoredPart, tuple[str, ...], tuple[str, ...]]:
+        """Encrypt ``body`` as one segment into a new blob on every target; verify digests
+        before it lands. Returns the part, the targets that stored it and those that failed;
+        BackendUnavailable (nothing stored) when fewer than ``quorum`` stored it."""
         sealer = crypto.SegmentSealer(dek, tenant.tenant_id, object_id, part_number, rng=self.rng)
         size = 0
         buffer_limit = self.io_buffer_bytes
@@ -339,23 +388,51 @@ class Gateway:
             yield head + sealer.finalize()
 
         blob = new_blob_id(self.rng)
-        stored = await backend.put(tenant.container, blob, ciphertext())
+        if len(targets) == 1:
+            # One target: its own error is the answer (no fan-out machinery on the common path).
+            sizes = {targets[0].name: await targets[0].put(tenant.container, blob, ciphertext())}
+        else:
+            sizes = (await fan_out(targets, tenant.container, blob, ciphertext())).sizes
         expected = crypto.segment_size(size)
-        if stored != expected:  # a backend that lost bytes must not get a catalog row
-            await self._delete_blob(backend, tenant.container, blob)
-            raise IntegrityError("stored size differs from the segment size")
-        return StoredPart(
-            part_number=part_number, blob=blob, size=size, stored_size=stored, etag=check.md5_hex()
+        stored: list[str] = []
+        for backend in targets:
+            if backend.name not in sizes:
+                continue
+            if sizes[backend.name] == expected:
+                stored.append(backend.name)
+            else:  # a backend that lost bytes must not be recorded as a replica
+                log.warning("replica_size_mismatch", backend=backend.name)
+                await self._delete_blob(backend, tenant.container, blob)
+        if len(stored) < quorum:
+            await self._delete_copies(stored, tenant.container, blob)
+            if len(targets) == 1:
+                raise IntegrityError("stored size differs from the segment size")
+            log.error("write_quorum_not_met", stored=len(stored), quorum=quorum)
+            raise BackendUnavailable("write quorum not met")
+        failed = tuple(b.name for b in targets if b.name not in stored)
+        part = StoredPart(
+            part_number=part_number,
+            blob=blob,
+            size=size,
+            stored_size=expected,
+            etag=check.md5_hex(),
         )
+        return part, tuple(stored), failed
 
     async def _discard(self, record: ObjectRecord) -> None:
         """Delete the blobs of a row that no longer exists (or never was committed)."""
         self.keys.forget(record.tenant_id, record.object_id)
-        backend = self.backends.get(record.backend)
-        if backend is None:
-            return
+        # Repair targets too: an interrupted repair may have copied some parts there.
+        names = (*record.backends, *record.repairs)
         for part in record.parts:
-            await self._delete_blob(backend, record.container, part.blob)
+            await self._delete_copies(names, record.container, part.blob)
+
+    async def _delete_copies(self, names: Sequence[str], container: str, blob: str) -> None:
+        """Delete ``blob`` from each named backend this gateway knows."""
+        for name in names:
+            backend = self.backends.get(name)
+            if backend is not None:
+                await self._delete_blob(backend, container, blob)
 
     async def _delete_blob(self, backend: Backend, container: str, blob: str) -> None:
         # Best effort: a blob left behind is an orphan that `blindstore gc` removes.
@@ -381,7 +458,19 @@ class Gateway:
         dek = await self.keys.unwrap(
             record.key_name, record.tenant_id, record.object_id, record.wrapped_dek
         )
-        crypto.verify_row_mac(dek, record.object_id, _canonical_row(record), record.row_mac)
+        try:
+            crypto.verify_row_mac(dek, record.object_id, _canonical_row(record), record.row_mac)
+        except IntegrityError:
+            # A row written before revision 0002: its MAC covered the one backend it was on,
+            # which the migration kept in its replica list.
+            for name in record.backends:
+                legacy = _canonical_row(record, legacy_backend=name)
+                try:
+                    crypto.verify_row_mac(dek, record.object_id, legacy, record.row_mac)
+                except IntegrityError:
+                    continue
+                return dek
+            raise
         return dek
 
     async def get_object(
@@ -419,7 +508,9 @@ class Gateway:
             return ObjectRead(record, start, end, partial, _empty(), verified=False)
         dek = await self._open_record(record)
         if not partial and len(record.parts) == 1 and record.size <= self.verify_whole_below:
-            data = await self._open_small(record, dek)
+            data = await self._from_any_replica(
+                record, lambda backend: self._open_small(backend, record, dek)
+            )
             return ObjectRead(record, start, end, partial, _once(data), verified=True)
         body = self._plaintext(record, dek, start, end)
         if end - start + 1 <= self.verify_whole_below:
@@ -427,11 +518,31 @@ class Gateway:
             return ObjectRead(record, start, end, partial, _once(data), verified=True)
         return ObjectRead(record, start, end, partial, body, verified=False)
 
-    async def _open_small(self, record: ObjectRecord, dek: bytes) -> bytes:
+    def _replicas(self, record: ObjectRecord) -> list[Backend]:
+        """The backends holding ``record``, in read-preference order (unknown names skipped)."""
+        replicas = [self.backends[name] for name in record.backends if name in self.backends]
+        if not replicas:
+            raise IntegrityError(f"no known backend among {record.backends!r}")
+        return replicas
+
+    async def _from_any_replica(
+        self, record: ObjectRecord, attempt: Callable[[Backend], Awaitable[bytes]]
+    ) -> bytes:
+        """``attempt`` on each replica in turn until one succeeds; the last error otherwise.
+
+        Safe because ``attempt`` verifies everything before returning: nothing has reached the
+        client when a replica fails.
+        """
+        replicas = self._replicas(record)
+        for backend in replicas[:-1]:
+            try:
+                return await attempt(backend)
+            except _FAILOVER as exc:
+                _log_failover(backend, exc)
+        return await attempt(replicas[-1])
+
+    async def _open_small(self, backend: Backend, record: ObjectRecord, dek: bytes) -> bytes:
         """A small single-segment object, fetched and verified in one piece (the fast path)."""
-        backend = self.backends.get(record.backend)
-        if backend is None:
-            raise IntegrityError(f"unknown backend {record.backend!r}")
         part = record.parts[0]
         # One byte past the end, so that appended bytes are seen and refused.
         stream = backend.get(record.container, part.blob, 0, part.stored_size + 1)
@@ -466,24 +577,53 @@ class Gateway:
     async def _plaintext(
         self, record: ObjectRecord, dek: bytes, start: int, end: int
     ) -> AsyncIterator[bytes]:
-        """Yield plaintext [start, end] (inclusive), reading and verifying covering chunks only."""
-        backend = self.backends.get(record.backend)
-        if backend is None:
-            raise IntegrityError(f"unknown backend {record.backend!r}")
+        """Yield plaintext [start, end] (inclusive), reading and verifying covering chunks only.
+
+        Each part is read from the first replica that yields its first verified bytes: a
+        replica failing before then is skipped; one failing later aborts the read (bytes were
+        already released).
+        """
+        replicas = self._replicas(record)
         offset = 0
         for part in record.parts:
             part_start, offset = offset, offset + part.size
             if record.size == 0:
                 # An empty object still has a segment: open it so a forged one is refused.
-                async for chunk in self._read_part(backend, record, part, dek, 0, -1):
+                async for chunk in self._part_from_replicas(replicas, record, part, dek, 0, -1):
                     yield chunk
                 return
             if part.size == 0 or offset - 1 < start or part_start > end:
                 continue
             lo = max(start, part_start) - part_start
             hi = min(end, offset - 1) - part_start
-            async for chunk in self._read_part(backend, record, part, dek, lo, hi):
+            async for chunk in self._part_from_replicas(replicas, record, part, dek, lo, hi):
                 yield chunk
+
+    async def _part_from_replicas(
+        self,
+        replicas: list[Backend],
+        record: ObjectRecord,
+        part: StoredPart,
+        dek: bytes,
+        lo: int,
+        hi: int,
+    ) -> AsyncIterator[bytes]:
+        """``_read_part`` from the first replica that yields its first bytes (or ends cleanly)."""
+        for index, backend in enumerate(replicas):
+            stream = self._read_part(backend, record, part, dek, lo, hi)
+            try:
+                first = await anext(stream, None)
+            except _FAILOVER as exc:
+                if index == len(replicas) - 1:
+                    raise
+                _log_failover(backend, exc)
+                continue
+            if first is None:
+                return
+            yield first
+            async for chunk in stream:
+                yield chunk
+            return
 
     async def _read_part(
         self,
@@ -627,6 +767,7 @@ class Gateway:
             chosen,
             if_match=if_match,
             if_none_match=if_none_match,
+            size=source.size,
         )
 
     # ------------------------------------------------------------------ multipart
@@ -641,6 +782,8 @@ class Gateway:
     ) -> Upload:
         await self.owned_bucket(principal, bucket_name)
         tenant = principal.tenant
+        # Placed now, size unknown: every part goes to the same targets.
+        targets, quorum = self._place(principal, bucket_name, key, meta, None)
         datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(self.rng(24)).decode().rstrip("="),
@@ -648,7 +791,7 @@ class Gateway:
             key=key,
             tenant_id=tenant.tenant_id,
             object_id=datakey.object_id,
-            backend=self.default_backend,
+            backends=tuple(backend.name for backend in targets),
             container=tenant.container,
             wrapped_dek=datakey.wrapped,
             key_name=datakey.key_name,
@@ -658,6 +801,7 @@ class Gateway:
             user_metadata=meta.user_metadata,
             tags=meta.tags,
             checksum_algorithm=checksum_algorithm,
+            quorum=quorum,
         )
         await self.catalog.create_upload(upload)
         return upload
@@ -690,9 +834,16 @@ class Gateway:
         dek = await self.keys.unwrap(
             upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
         )
-        backend = self.backends[upload.backend]
-        stored = await self._write_segment(
-            backend, principal.tenant, upload.object_id, dek, part_number, body, check
+        targets = self._upload_targets(upload)
+        stored, landed, _failed = await self._write_segment(
+            targets,
+            upload.quorum,
+            principal.tenant,
+            upload.object_id,
+            dek,
+            part_number,
+            body,
+            check,
         )
         part = UploadPart(
             upload_id=upload_id,
@@ -703,15 +854,23 @@ class Gateway:
             etag=stored.etag,
             last_modified=self._now_ms(),
             checksums=check.checksums(),
+            backends=landed,
         )
         try:
             replaced = await self.catalog.put_part(part)
         except BaseException:
-            await self._delete_blob(backend, upload.container, part.blob)
+            await self._delete_copies(landed, upload.container, part.blob)
             raise
         if replaced is not None:
-            await self._delete_blob(backend, upload.container, replaced.blob)
+            await self._delete_copies(replaced.backends, upload.container, replaced.blob)
         return part
+
+    def _upload_targets(self, upload: Upload) -> list[Backend]:
+        missing = [name for name in upload.backends if name not in self.backends]
+        if missing:
+            log.error("upload_backend_unknown", backends=missing)
+            raise BackendUnavailable(f"upload targets unknown backends {missing}")
+        return [self.backends[name] for name in upload.backends]
 
     async def complete_upload(
         self,
@@ -752,6 +911,13 @@ class Gateway:
                     PartNumber=str(part.part_number),
                     ETag=part.etag,
                 )
+        # The object's replicas are the targets holding every chosen part; the others get
+        # the missing parts from ``blindstore repair``.
+        complete = tuple(n for n in upload.backends if all(n in p.backends for p in chosen))
+        short = [p.part_number for p in chosen if len(p.backends) < upload.quorum]
+        if short or not complete:
+            log.error("multipart_quorum_not_met", parts=short, complete=len(complete))
+            raise BackendUnavailable("no backend holds every part: upload the parts again")
         dek = await self.keys.unwrap(
             upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
         )
@@ -760,7 +926,8 @@ class Gateway:
             key=key,
             tenant_id=upload.tenant_id,
             object_id=upload.object_id,
-            backend=upload.backend,
+            backends=complete,
+            repairs=tuple(n for n in upload.backends if n not in complete),
             container=upload.container,
             parts=tuple(
                 StoredPart(
@@ -788,9 +955,8 @@ class Gateway:
         replaced, unused = await self.catalog.complete_upload(
             upload_id, record, if_match=if_match, if_none_match=if_none_match
         )
-        backend = self.backends[upload.backend]
         for part in unused:
-            await self._delete_blob(backend, upload.container, part.blob)
+            await self._delete_copies(part.backends, upload.container, part.blob)
         if replaced is not None:
             await self._discard(replaced)
         return record
@@ -800,9 +966,8 @@ class Gateway:
     ) -> None:
         upload = await self._upload(principal, bucket_name, key, upload_id)
         parts = await self.catalog.abort_upload(upload_id)
-        backend = self.backends[upload.backend]
         for part in parts:
-            await self._delete_blob(backend, upload.container, part.blob)
+            await self._delete_copies(part.backends, upload.container, part.blob)
         self.keys.forget(upload.tenant_id, upload.object_id)
 
     async def list_parts(
@@ -839,6 +1004,10 @@ class Gateway:
             upload_id_marker=upload_id_marker,
             max_uploads=max_uploads,
         )
+
+
+def _log_failover(backend: Backend, exc: BaseException) -> None:
+    log.warning("replica_read_failed", backend=backend.name, error=type(exc).__name__)
 
 
 def _window(plain: bytes, skip: int, remaining: int) -> tuple[bytes, int, int]:

@@ -5,6 +5,8 @@ The only place (with the CLI) that names concrete implementations.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -16,6 +18,8 @@ from blindstore.config import Settings
 from blindstore.gateway import Gateway
 from blindstore.keys.service import KeyService
 from blindstore.keys.transit import TransitKeyWrapper, resolve_token
+from blindstore.placement import PolicyHolder, build_declared
+from blindstore.policy import load_file
 from blindstore.server.protocol import protocol_class
 from blindstore.server.s3app import S3App
 
@@ -79,19 +83,29 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         cache_max_entries=settings.keys.cache_entries,
     )
     storage = settings.storage
-    backend = build_backend(
-        storage.name,
-        storage.backend,
-        {"path": storage.path} if storage.backend == "local" else storage.settings,
-    )
+    policy_path = settings.placement.policy
+    # Loaded (and validated) before any backend is built: a bad policy is a startup error.
+    policy = load_file(policy_path) if policy_path is not None else None
+    backends = build_declared(policy) if policy is not None else {}
+    if storage.name not in backends:
+        # Objects written before the policy was enabled stay readable.
+        backends[storage.name] = build_backend(
+            storage.name,
+            storage.backend,
+            {"path": storage.path} if storage.backend == "local" else storage.settings,
+        )
     gateway = Gateway(
         catalog,
         keys,
-        {backend.name: backend},
-        default_backend=backend.name,
+        backends,
+        default_backend=storage.name,
         verify_whole_below=settings.limits.verify_whole_below,
         io_buffer_bytes=settings.limits.io_buffer_bytes,
     )
+    if policy_path is not None and policy is not None:
+        holder = PolicyHolder(policy_path, policy, gateway.backends)
+        gateway.placement = holder.place
+        gateway.reload_placement = holder.reload
     try:
         async with keys:
             yield gateway
@@ -123,6 +137,9 @@ async def serve(
     tune_allocator()
     async with open_gateway(settings) as gateway:
         server = make_server(settings, gateway)
+        if gateway.reload_placement is not None:
+            # SIGHUP re-reads the placement policy; uvicorn handles only SIGINT/SIGTERM.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload_placement)
         if on_ready is None:
             await server.serve()
             return

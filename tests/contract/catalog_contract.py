@@ -72,7 +72,7 @@ def make_object(
         key=key,
         tenant_id=tenant.tenant_id,
         object_id=ident(f"{bucket}/{key}/{etag}"),
-        backend=backend,
+        backends=(backend,),
         container=tenant.container,
         parts=tuple(
             StoredPart(n, blob(label), 100 + n, 156 + n, f"md5-{n}")
@@ -94,7 +94,7 @@ def make_upload(bucket: str, key: str, upload_id: str, *, backend: str = BACKEND
         key=key,
         tenant_id=TENANT.tenant_id,
         object_id=ident(upload_id),
-        backend=backend,
+        backends=(backend,),
         container=TENANT.container,
         wrapped_dek="vault:v1:upload",
         key_name=TENANT.key_name,
@@ -121,7 +121,7 @@ def object_for_parts(upload: Upload, parts: Sequence[UploadPart], etag: str) -> 
         key=upload.key,
         tenant_id=upload.tenant_id,
         object_id=upload.object_id,
-        backend=upload.backend,
+        backends=upload.backends,
         container=upload.container,
         parts=tuple(
             StoredPart(p.part_number, p.blob, p.size, p.stored_size, p.etag) for p in parts
@@ -899,3 +899,69 @@ class CatalogContract:
             (container, make_part("u2", 1).blob),
         }
         assert await catalog.referenced_blobs("unused") == set()
+
+    # -- replicas ------------------------------------------------------------------------------
+
+    async def test_objects_uploads_and_parts_keep_their_replica_lists(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        record = dataclasses.replace(
+            make_object("photos", "twice"), backends=("disk", "s3-paris"), repairs=("azure",)
+        )
+        upload = dataclasses.replace(
+            make_upload("photos", "big", "u1"), backends=("disk", "s3-paris", "azure"), quorum=2
+        )
+        part = dataclasses.replace(make_part("u1", 1), backends=("disk", "azure"))
+        await catalog.put_object(record)
+        await catalog.create_upload(upload)
+        await catalog.put_part(part)
+
+        assert await catalog.get_object("photos", "twice") == record
+        assert await catalog.get_upload("u1") == upload
+        assert (await catalog.list_parts("u1"))[0] == [part]
+
+    async def test_referenced_blobs_count_every_replica_repair_and_part_copy(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(
+            dataclasses.replace(
+                make_object("photos", "a", parts=["a0"]), backends=("disk", "s3"), repairs=("gcs",)
+            )
+        )
+        await catalog.create_upload(
+            dataclasses.replace(make_upload("photos", "big", "u1"), backends=("disk", "s3"))
+        )
+        await catalog.put_part(dataclasses.replace(make_part("u1", 1), backends=("disk", "az")))
+        container = TENANT.container
+        part = (container, make_part("u1", 1).blob)
+
+        assert await catalog.referenced_blobs("disk") == {(container, blob("a0")), part}
+        assert await catalog.referenced_blobs("s3") == {(container, blob("a0")), part}
+        assert await catalog.referenced_blobs("gcs") == {(container, blob("a0"))}
+        assert await catalog.referenced_blobs("az") == {part}
+        assert await catalog.referenced_blobs("dis") == set()
+
+    async def test_objects_to_repair_pages_by_key_and_set_replicas_moves_a_repaired_target(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        for key in ("c", "a", "b"):
+            await catalog.put_object(
+                dataclasses.replace(make_object("photos", key), repairs=("s3",))
+            )
+        await catalog.put_object(make_object("photos", "healthy"))
+
+        first = await catalog.objects_to_repair(limit=2)
+        rest = await catalog.objects_to_repair(after=("photos", first[-1].key), limit=2)
+        assert [r.key for r in first] == ["a", "b"]
+        assert [r.key for r in rest] == ["c"]
+
+        a = first[0]
+        assert await catalog.set_replicas("photos", "a", a.object_id, (BACKEND, "s3"), ())
+        assert not await catalog.set_replicas("photos", "b", ident("other"), (BACKEND, "s3"), ())
+        assert [r.key for r in await catalog.objects_to_repair()] == ["b", "c"]
+        repaired = await catalog.get_object("photos", "a")
+        assert repaired is not None
+        assert (repaired.backends, repaired.repairs) == ((BACKEND, "s3"), ())

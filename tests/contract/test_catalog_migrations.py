@@ -202,3 +202,57 @@ def test_head_revision_constant_matches_the_migration_scripts() -> None:
 
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert script.get_current_head() == migrate.HEAD_REVISION
+
+
+async def test_migrating_single_backend_rows_makes_one_element_replica_lists(
+    empty_database: str,
+) -> None:
+    """Revision 0002 converts rows written by 0001, pending parts included (SQLite batch mode)."""
+    engine = create_engine(empty_database)
+    values = {
+        "tid": TENANT.tenant_id,
+        "oid": b"o" * 16,
+        "container": TENANT.container,
+        "parts": '[[0,"00/aaaa",5,61,"e"]]',
+    }
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+            conn.execute(
+                text("INSERT INTO tenants VALUES (:tid, 'acme', 'k', :container, 1.0)"), values
+            )
+            conn.execute(text("INSERT INTO buckets VALUES ('photos', :tid, 1.0, 'r')"), values)
+            conn.execute(
+                text(
+                    "INSERT INTO objects VALUES ('photos', 'a', :tid, :oid, 'disk-1', :container,"
+                    " :parts, 5, 'e', 2.0, 'vault:v1:x', 'k', 1, '{}', '{}', '{}', '{}', :oid)"
+                ),
+                values,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO uploads VALUES ('u1', 'photos', 'big', :tid, :oid, 'disk-1',"
+                    " :container, 'vault:v1:x', 'k', 1, 3.0, '{}', '{}', '{}', NULL)"
+                ),
+                values,
+            )
+            conn.execute(
+                text("INSERT INTO upload_parts VALUES ('u1', 1, '00/bbbb', 5, 61, 'p', 4.0, '{}')")
+            )
+    finally:
+        engine.dispose()
+
+    catalog = SqlCatalog(empty_database)
+    try:
+        record = await catalog.get_object("photos", "a")
+        upload = await catalog.get_upload("u1")
+        parts, _ = await catalog.list_parts("u1")
+    finally:
+        await catalog.close()
+
+    assert record is not None
+    assert upload is not None
+    assert (record.backends, record.repairs, record.row_mac) == (("disk-1",), (), b"o" * 16)
+    assert (upload.backends, upload.quorum) == (("disk-1",), 1)
+    assert [(p.blob, p.backends) for p in parts] == [("00/bbbb", ("disk-1",))]
+    assert schema_differences(empty_database) == []

@@ -118,7 +118,7 @@ def _round_trip(gw: RunningGateway, direct: Any, prefix: str, size: int) -> None
 
     record = gw.run(gw.gateway.catalog.get_object("patient-scans", "DUPONT_Jean/IRM.dcm"))
     assert record is not None
-    assert record.backend == gw.settings.storage.name
+    assert record.backends == (gw.settings.storage.name,)
     # What the provider holds: one bucket of ours, opaque names, ciphertext, no metadata.
     ours = [b["Name"] for b in direct.list_buckets()["Buckets"] if b["Name"].startswith(prefix)]
     assert ours == [prefix + record.container]

@@ -429,6 +429,8 @@ def test_a_wrapped_dek_moved_from_another_row_is_refused_by_vault(
 def test_a_row_pointing_at_a_missing_backend_is_refused(
     gw: RunningGateway, s3: Any, bucket: str
 ) -> None:
+    """The replica list is outside the row MAC (repairs need no DEK): a name this gateway does
+    not know serves nothing."""
     a = _put(s3, bucket, "a", SMALL)
-    _edit_row(gw, bucket, "a", backend="elsewhere")
+    _edit_row(gw, bucket, "a", backends=("elsewhere",))
     assert_opaque_failure(gw, s3, bucket, "a", a)

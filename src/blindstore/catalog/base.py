@@ -57,7 +57,8 @@ class ObjectRecord:
     key: str
     tenant_id: bytes
     object_id: bytes
-    backend: str
+    #: Backends holding a complete copy of every part, in read-preference order.
+    backends: tuple[str, ...]
     container: str
     parts: tuple[StoredPart, ...]
     size: int
@@ -75,6 +76,8 @@ class ObjectRecord:
     tags: dict[str, str] = field(default_factory=dict)
     #: HMAC over the canonical row, keyed from the DEK; see crypto.row_mac.
     row_mac: bytes = b""
+    #: Targets that failed during the write and must get a copy (``blindstore repair``).
+    repairs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ class Upload:
     key: str
     tenant_id: bytes
     object_id: bytes
-    backend: str
+    #: The placement's targets, in preference order; each part goes to all of them.
+    backends: tuple[str, ...]
     container: str
     wrapped_dek: str
     key_name: str
@@ -94,6 +98,8 @@ class Upload:
     user_metadata: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     checksum_algorithm: str | None = None
+    #: How many targets must store each part (the placement's write quorum).
+    quorum: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,8 @@ class UploadPart:
     etag: str
     last_modified: float
     checksums: dict[str, str] = field(default_factory=dict)
+    #: Where this part landed (a subset of the upload's targets, at least its quorum).
+    backends: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +234,26 @@ class Catalog(Protocol):
 
     # maintenance
     async def referenced_blobs(self, backend: str) -> set[tuple[str, str]]:
-        """Every (container, blob) on ``backend`` that an object or a pending part points at."""
+        """Every (container, blob) on ``backend`` that an object (as a replica or a pending
+        repair) or a pending part copy points at."""
+        ...
+
+    async def objects_to_repair(
+        self, *, after: tuple[str, str] = ("", ""), limit: int = 100
+    ) -> list[ObjectRecord]:
+        """Objects with pending repairs, ordered by (bucket, key), strictly after ``after``."""
+        ...
+
+    async def set_replicas(
+        self,
+        bucket: str,
+        key: str,
+        object_id: bytes,
+        backends: tuple[str, ...],
+        repairs: tuple[str, ...],
+    ) -> bool:
+        """Replace an object's replica lists if the row still holds ``object_id``; False if the
+        object was deleted or replaced meanwhile (its blobs are then someone else's garbage)."""
         ...
 
     async def close(self) -> None: ...

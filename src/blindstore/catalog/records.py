@@ -50,6 +50,16 @@ def decode_parts(text: str) -> tuple[StoredPart, ...]:
     )
 
 
+def encode_names(names: Sequence[str]) -> str:
+    """JSON text of a list of backend names."""
+    return _encoder.encode(list(names))
+
+
+def decode_names(text: str) -> tuple[str, ...]:
+    """Inverse of ``encode_names``."""
+    return tuple(_decode(text))
+
+
 def tenant_values(tenant: Tenant) -> dict[str, Any]:
     """Column values of a tenant row."""
     return {
@@ -106,7 +116,7 @@ def object_values(record: ObjectRecord) -> dict[str, Any]:
         "key": record.key,
         "tenant_id": record.tenant_id,
         "object_id": record.object_id,
-        "backend": record.backend,
+        "backends": encode_names(record.backends),
         "container": record.container,
         "parts": encode_parts(record.parts),
         "size": record.size,
@@ -120,6 +130,7 @@ def object_values(record: ObjectRecord) -> dict[str, Any]:
         "checksums": encode_dict(record.checksums),
         "tags": encode_dict(record.tags),
         "row_mac": record.row_mac,
+        "repairs": encode_names(record.repairs),
     }
 
 
@@ -130,7 +141,7 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         key,
         tenant_id,
         object_id,
-        backend,
+        backends,
         container,
         parts,
         size,
@@ -144,13 +155,14 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         checksums,
         tags,
         row_mac,
+        repairs,
     ) = row
     return ObjectRecord(
         bucket,
         key,
         tenant_id,
         object_id,
-        backend,
+        decode_names(backends),
         container,
         decode_parts(parts),
         size,
@@ -164,6 +176,7 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         decode_dict(checksums),
         decode_dict(tags),
         row_mac,
+        decode_names(repairs),
     )
 
 
@@ -175,7 +188,7 @@ def upload_values(upload: Upload) -> dict[str, Any]:
         "key": upload.key,
         "tenant_id": upload.tenant_id,
         "object_id": upload.object_id,
-        "backend": upload.backend,
+        "backends": encode_names(upload.backends),
         "container": upload.container,
         "wrapped_dek": upload.wrapped_dek,
         "key_name": upload.key_name,
@@ -185,6 +198,7 @@ def upload_values(upload: Upload) -> dict[str, Any]:
         "user_metadata": encode_dict(upload.user_metadata),
         "tags": encode_dict(upload.tags),
         "checksum_algorithm": upload.checksum_algorithm,
+        "quorum": upload.quorum,
     }
 
 
@@ -196,7 +210,7 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         key,
         tenant_id,
         object_id,
-        backend,
+        backends,
         container,
         wrapped_dek,
         key_name,
@@ -206,6 +220,7 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         user_metadata,
         tags,
         checksum_algorithm,
+        quorum,
     ) = row
     return Upload(
         upload_id,
@@ -213,7 +228,7 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         key,
         tenant_id,
         object_id,
-        backend,
+        decode_names(backends),
         container,
         wrapped_dek,
         key_name,
@@ -223,6 +238,7 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         decode_dict(user_metadata),
         decode_dict(tags),
         checksum_algorithm,
+        quorum,
     )
 
 
@@ -237,12 +253,21 @@ def part_values(part: UploadPart) -> dict[str, Any]:
         "etag": part.etag,
         "last_modified": part.last_modified,
         "checksums": encode_dict(part.checksums),
+        "backends": encode_names(part.backends),
     }
 
 
 def part_from_row(row: Sequence[Any]) -> UploadPart:
     """An upload part from its row."""
-    upload_id, part_number, blob, size, stored_size, etag, last_modified, checksums = row
+    upload_id, part_number, blob, size, stored_size, etag, last_modified, checksums, backends = row
     return UploadPart(
-        upload_id, part_number, blob, size, stored_size, etag, last_modified, decode_dict(checksums)
+        upload_id,
+        part_number,
+        blob,
+        size,
+        stored_size,
+        etag,
+        last_modified,
+        decode_dict(checksums),
+        decode_names(backends),
     )

@@ -73,7 +73,8 @@ objects = Table(
     Column("key", ByteOrderedText, primary_key=True),
     Column("tenant_id", LargeBinary(16), nullable=False),
     Column("object_id", LargeBinary(16), nullable=False),
-    Column("backend", Text, nullable=False),
+    #: JSON list of the backends holding a complete copy, in read-preference order.
+    Column("backends", Text, nullable=False),
     Column("container", Text, nullable=False),
     #: JSON list of [part_number, blob, size, stored_size, etag].
     Column("parts", Text, nullable=False),
@@ -88,6 +89,8 @@ objects = Table(
     Column("checksums", Text, nullable=False),
     Column("tags", Text, nullable=False),
     Column("row_mac", LargeBinary, nullable=False),
+    #: JSON list of the targets that failed during the write (``blindstore repair``).
+    Column("repairs", Text, nullable=False),
 )
 
 uploads = Table(
@@ -98,7 +101,8 @@ uploads = Table(
     Column("key", ByteOrderedText, nullable=False),
     Column("tenant_id", LargeBinary(16), nullable=False),
     Column("object_id", LargeBinary(16), nullable=False),
-    Column("backend", Text, nullable=False),
+    #: JSON list of the placement's targets.
+    Column("backends", Text, nullable=False),
     Column("container", Text, nullable=False),
     Column("wrapped_dek", Text, nullable=False),
     Column("key_name", Text, nullable=False),
@@ -108,6 +112,7 @@ uploads = Table(
     Column("user_metadata", Text, nullable=False),
     Column("tags", Text, nullable=False),
     Column("checksum_algorithm", Text, nullable=True),
+    Column("quorum", Integer, nullable=False),
     # ListMultipartUploads pages by (key, upload_id) within a bucket.
     Index(None, "bucket", "key", "upload_id"),
 )
@@ -128,4 +133,6 @@ upload_parts = Table(
     Column("etag", Text, nullable=False),
     Column("last_modified", Double, nullable=False),
     Column("checksums", Text, nullable=False),
+    #: JSON list of the backends this part landed on.
+    Column("backends", Text, nullable=False),
 )

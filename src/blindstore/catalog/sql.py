@@ -59,8 +59,10 @@ from blindstore.catalog.records import (
     access_key_values,
     bucket_from_row,
     bucket_values,
+    decode_names,
     decode_parts,
     encode_dict,
+    encode_names,
     object_from_row,
     object_values,
     part_from_row,
@@ -589,27 +591,94 @@ class SqlCatalog:
     # -- maintenance ------------------------------------------------------------------------
 
     async def referenced_blobs(self, backend: str) -> set[tuple[str, str]]:
-        """Every (container, blob) on ``backend`` that an object or a pending part points at."""
+        """Every (container, blob) on ``backend`` that an object or a pending part points at.
+
+        An object counts on each of its replicas and on each pending repair target (a repair in
+        progress may already have copied some parts there); a pending part counts on every
+        backend it landed on and on every target of its upload.
+        """
+
+        # The JSON lists are prefiltered by the quoted name, then decoded to be exact.
+        quoted = encode_names([backend])[1:-1]
 
         def work(conn: Connection) -> set[tuple[str, str]]:
             referenced: set[tuple[str, str]] = set()
             rows = conn.execute(
-                select(objects.c.container, objects.c.parts)
-                .where(objects.c.backend == backend)
+                select(objects.c.container, objects.c.parts, objects.c.backends, objects.c.repairs)
+                .where(
+                    or_(
+                        objects.c.backends.contains(quoted, autoescape=True),
+                        objects.c.repairs.contains(quoted, autoescape=True),
+                    )
+                )
                 .execution_options(yield_per=_SCAN_BATCH)
             )
-            for container, parts in rows:
-                referenced.update((container, part.blob) for part in decode_parts(parts))
+            for container, parts, backends, repairs in rows:
+                if backend in decode_names(backends) or backend in decode_names(repairs):
+                    referenced.update((container, part.blob) for part in decode_parts(parts))
             pending = conn.execute(
-                select(uploads.c.container, upload_parts.c.blob)
+                select(
+                    uploads.c.container,
+                    uploads.c.backends,
+                    upload_parts.c.blob,
+                    upload_parts.c.backends,
+                )
                 .join(upload_parts, upload_parts.c.upload_id == uploads.c.upload_id)
-                .where(uploads.c.backend == backend)
                 .execution_options(yield_per=_SCAN_BATCH)
             )
-            referenced.update((container, blob) for container, blob in pending)
+            for container, targets, part_blob, landed in pending:
+                if backend in decode_names(landed) or backend in decode_names(targets):
+                    referenced.add((container, part_blob))
             return referenced
 
         return await self._run(_SNAPSHOT, work)
+
+    async def objects_to_repair(
+        self, *, after: tuple[str, str] = ("", ""), limit: int = 100
+    ) -> list[ObjectRecord]:
+        """Objects with pending repairs, ordered by (bucket, key), strictly after ``after``."""
+
+        def work(conn: Connection) -> list[ObjectRecord]:
+            bucket, key = after
+            rows = conn.execute(
+                select(objects)
+                .where(
+                    objects.c.repairs != encode_names(()),
+                    or_(
+                        objects.c.bucket > bucket,
+                        and_(objects.c.bucket == bucket, objects.c.key > key),
+                    ),
+                )
+                .order_by(objects.c.bucket, objects.c.key)
+                .limit(limit)
+            )
+            return [object_from_row(row) for row in rows]
+
+        return await self._run(_READ, work)
+
+    async def set_replicas(
+        self,
+        bucket: str,
+        key: str,
+        object_id: bytes,
+        backends: tuple[str, ...],
+        repairs: tuple[str, ...],
+    ) -> bool:
+        """Replace an object's replica lists if the row still holds ``object_id``."""
+
+        def work(conn: Connection) -> bool:
+            changed = conn.execute(
+                update(objects)
+                .where(
+                    objects.c.bucket == bucket,
+                    objects.c.key == key,
+                    objects.c.object_id == object_id,
+                )
+                .values(backends=encode_names(backends), repairs=encode_names(repairs))
+            ).rowcount
+            return bool(changed)
+
+        return await self._run(_WRITE, work)
 
     async def close(self) -> None:
         """Close every pooled connection."""

@@ -1,4 +1,4 @@
-"""The `blindstore` command: dev, serve, tenants, gc.
+"""The `blindstore` command: dev, serve, tenants, gc, repair, policy.
 
 Commands that act on an instance take ``--data-dir`` (a `blindstore dev` directory, whose
 ``dev.json`` says where OpenBao is) or ``--config`` (a production settings file).
@@ -220,6 +220,27 @@ def gc(
                     dry_run=dry_run,
                     progress=lambda r: status.update(f"scanned {r.scanned} blobs…"),
                 )
+        return {name: getattr(report, name) for name in report.__slots__}
+
+    try:
+        console.print_json(data=anyio.run(main))
+    except BlindstoreError as exc:
+        raise _fail(exc) from exc
+    except BaseExceptionGroup as group:
+        raise _fail_group(group) from group
+
+
+@app.command()
+def repair(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+    """Copy objects to the replicas that missed their write (ciphertext as is; no keys needed)."""
+    from blindstore import runtime
+    from blindstore.maintenance import repair_replicas
+
+    async def main() -> dict[str, int]:
+        settings = resolve_settings(data_dir, config)
+        async with runtime.open_gateway(settings) as gateway:
+            with console.status("repairing replicas…"):
+                report = await repair_replicas(gateway)
         return {name: getattr(report, name) for name in report.__slots__}
 
     try:

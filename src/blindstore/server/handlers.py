@@ -316,10 +316,21 @@ async def put_object(ctx: Context) -> Response:
         meta,
         if_match=if_match,
         if_none_match=if_none_match,
+        size=_declared_size(ctx),
     )
     headers = [("etag", f'"{record.etag}"')]
     headers.extend((f"x-amz-checksum-{alg}", v) for alg, v in record.checksums.items())
     return Response(headers=headers)
+
+
+def _declared_size(ctx: Context) -> int | None:
+    """The plaintext size the client declared (for the placement policy), if it did."""
+    headers = ctx.request.headers
+    if ctx.auth.result.payload_mode.is_aws_chunked:
+        value = headers.get("x-amz-decoded-content-length")
+    else:
+        value = headers.get("content-length")
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 async def copy_object(ctx: Context) -> Response:
