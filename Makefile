@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install bench clean
+.PHONY: run test lint install bench bench-backends demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+## make demo: OpenBao, SeaweedFS, moto, Azurite, the GCS emulator and the gateway, hybrid placement.
+demo: $(STAMP) $(AZURITE)
+	$(BIN)/blindstore demo
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gateway.py
 
+## make bench-backends: PUT/GET MB/s through the gateway vs direct, on each storage stand-in.
+bench-backends: $(STAMP) $(AZURITE)
+	$(BIN)/python benchmarks/bench_backends.py
+
 clean:
-	rm -rf $(VENV) .tools .blindstore .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .blindstore .blindstore-demo .pytest_cache .mypy_cache .ruff_cache

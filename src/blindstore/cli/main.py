@@ -123,6 +123,28 @@ def dev(
 
 
 @app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Demo state (wiped at every start).")] = Path(
+        ".blindstore-demo"
+    ),
+    policy: Annotated[Path, typer.Option(help="The demo placement policy.")] = Path(
+        "deploy/policy.demo.yaml"
+    ),
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 9000,
+    host: Annotated[str, typer.Option(help="Gateway address.")] = "127.0.0.1",
+) -> None:
+    """OpenBao, four provider stand-ins and the gateway routing by the demo policy."""
+    from blindstore.cli import demorun
+
+    try:
+        demorun.run_demo(data_dir, policy_file=policy, host=host, port=port, console=console)
+    except BlindstoreError as exc:
+        raise _fail(exc) from exc
+    except BaseExceptionGroup as group:
+        raise _fail_group(group) from group
+
+
+@app.command()
 def serve(config: Annotated[Path, typer.Option(help="Settings file (YAML).")]) -> None:
     """Run the gateway against an existing OpenBao/Vault (production)."""
     from blindstore import runtime
