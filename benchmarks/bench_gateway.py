@@ -20,31 +20,34 @@ Prints a table with the ratios and the targets. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
-import platform
 import secrets
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore
 import psutil
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from rich.console import Console
 from rich.table import Table
 
-from meters import AuditCounter, MiB, ProcessMeter
-from servers import Target, start_ceiling, start_gateway, start_rclone
+from meters import AuditCounter, MiB, ProcessMeter, machine_busy, machine_facts, process_cpu
+from servers import (
+    CLIENT_CONFIG,
+    Target,
+    s3_client,
+    scratch_dir,
+    start_ceiling,
+    start_gateway,
+    start_rclone,
+)
 
 BUCKET = "bench"
 SMALL = 4096
@@ -55,17 +58,6 @@ SETTLE_SECONDS = 0.5
 #: Phases during which other processes used more than this share of the CPUs are flagged.
 FOREIGN_CPU_WARNING = 0.05
 
-#: One client configuration for every target. Over plain http botocore signs the payload
-#: (x-amz-content-sha256 = the body's SHA-256) and, by default, adds a CRC32 checksum header
-#: and asks for response checksums; what it actually sent is recorded in the results.
-CLIENT_CONFIG = Config(
-    signature_version="s3v4",
-    s3={"addressing_style": "path"},
-    max_pool_connections=32,
-    retries={"total_max_attempts": 1},
-    connect_timeout=10,
-    read_timeout=120,
-)
 TRANSFER_CONFIG = TransferConfig(max_concurrency=THREADS)
 
 
@@ -152,13 +144,8 @@ class Runner:
         self._watch_wire()
 
     def _new_client(self, config: Config = CLIENT_CONFIG) -> Any:
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.target.endpoint,
-            aws_access_key_id=self.target.access_key,
-            aws_secret_access_key=self.target.secret_key,
-            region_name="us-east-1",
-            config=config,
+        return s3_client(
+            self.target.endpoint, self.target.access_key, self.target.secret_key, config
         )
 
     def _watch_wire(self) -> None:
@@ -218,13 +205,13 @@ class Runner:
         self.meter.reset_peak()
         server0 = self.meter.cpu_seconds()
         vault0 = self.vault_meter.cpu_seconds() if self.vault_meter else 0.0
-        client0 = _cpu(self.me)
-        busy0 = _machine_busy()
+        client0 = process_cpu(self.me)
+        busy0 = machine_busy()
         started = time.perf_counter()
         work()
         seconds = time.perf_counter() - started
-        client = _cpu(self.me) - client0
-        busy = _machine_busy() - busy0
+        client = process_cpu(self.me) - client0
+        busy = machine_busy() - busy0
         time.sleep(SETTLE_SECONDS)
         server_cpu = self.meter.cpu_seconds() - server0
         vault_cpu = (self.vault_meter.cpu_seconds() - vault0) if self.vault_meter else 0.0
@@ -317,17 +304,6 @@ def _in_threads(op: Callable[[int], None], count: int) -> None:
     with ThreadPoolExecutor(THREADS) as pool:
         for _ in pool.map(op, range(count)):
             pass
-
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-def _machine_busy() -> float:
-    """CPU seconds spent by everything on the machine (all CPUs, not idle nor waiting)."""
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 # ---------------------------------------------------------------------------- report
@@ -482,16 +458,6 @@ def print_table(console: Console, rows: list[dict[str, Any]], names: list[str]) 
     console.print(table)
 
 
-def _machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "boto3": boto3.__version__,
-        "botocore": botocore.__version__,
-    }
-
-
 # ---------------------------------------------------------------------------- main
 
 
@@ -520,16 +486,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     return args
-
-
-@contextlib.contextmanager
-def _workdir(args: argparse.Namespace) -> Iterator[Path]:
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        yield args.workdir
-        return
-    with tempfile.TemporaryDirectory(prefix="blindstore-bench-") as tmp:
-        yield Path(tmp)
 
 
 def run_target(
@@ -570,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     large = os.urandom(args.size_mib * MiB)
     results: dict[str, TargetResult] = {}
     started = time.monotonic()
-    with _workdir(args) as workdir:
+    with scratch_dir(args.workdir) as workdir:
         for name in args.targets:
             results[name] = run_target(name, workdir, args, large, console)
             phases = results[name].phases
@@ -609,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": THREADS,
                 "gateway_log_level": args.gateway_log_level,
             },
-            "machine": _machine(),
+            "machine": machine_facts(),
             "targets": {name: r.summary() for name, r in results.items()},
             "table": [{k: v for k, v in row.items() if k != "fmt"} for row in rows],
         }

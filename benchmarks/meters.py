@@ -1,16 +1,44 @@
-"""What the benchmark measures outside the client: a server process's CPU and peak RSS, and the
-Vault round trips recorded in OpenBao's audit log."""
+"""What the benchmarks measure outside the client: a server process's CPU and peak RSS, the CPU
+of the whole machine, and the Vault round trips recorded in OpenBao's audit log."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import boto3
+import botocore
 import psutil
 
 MiB = 1024 * 1024
+
+
+def process_cpu(process: psutil.Process) -> float:
+    """CPU seconds (user + system) one process has used so far, its children not included."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def machine_busy() -> float:
+    """CPU seconds spent by everything on the machine (all CPUs, not idle nor waiting)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the numbers were measured on, for the JSON output."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "boto3": boto3.__version__,
+        "botocore": botocore.__version__,
+    }
 
 
 class ProcessMeter:

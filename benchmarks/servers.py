@@ -1,12 +1,14 @@
-"""Start the three S3 endpoints the benchmark compares, each as its own process.
+"""Start the S3 endpoints the benchmarks measure, each as its own process, and talk to them.
 
 Each ``start_*`` returns a ``Target``: the endpoint, the server's pid (for CPU and RSS), the
 credentials to sign with and, for the gateway, the OpenBao dev server whose audit log counts the
-Vault round trips. ``Target.stop()`` ends exactly the processes it started.
+Vault round trips. ``Target.stop()`` ends exactly the processes it started. ``s3_client`` makes
+the one boto3 client configuration every benchmark uses for every S3 endpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -15,17 +17,58 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import boto3
 import yaml
+from botocore.config import Config
 
 from blindstore.devtools.openbao import OpenBaoServer, free_port, start_openbao
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+
+#: One client configuration for every S3 endpoint. Over plain http botocore signs the payload
+#: (x-amz-content-sha256 = the body's SHA-256) and, by default, adds a CRC32 checksum header
+#: and asks for response checksums.
+CLIENT_CONFIG = Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "path"},
+    max_pool_connections=32,
+    retries={"total_max_attempts": 1},
+    connect_timeout=10,
+    read_timeout=120,
+)
+
+
+def s3_client(
+    endpoint: str, access_key: str, secret_key: str, config: Config = CLIENT_CONFIG
+) -> Any:
+    """A boto3 S3 client of its own session (sessions are not thread-safe to share)."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=config,
+    )
+
+
+@contextlib.contextmanager
+def scratch_dir(keep: Path | None = None) -> Iterator[Path]:
+    """``keep`` (created if need be, left in place) or a temporary directory removed after."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="blindstore-bench-") as tmp:
+        yield Path(tmp)
 
 
 @dataclass
@@ -196,8 +239,13 @@ def start_rclone(workdir: Path, access_key: str, secret_key: str) -> Target:
     return Target("rclone-crypt", server, access_key, secret_key)
 
 
-def start_gateway(workdir: Path, log_level: str = "info") -> Target:
-    """OpenBao (dev, audit on) + ``blindstore serve`` with one tenant made by the CLI."""
+def start_gateway(
+    workdir: Path, log_level: str = "info", storage: dict[str, Any] | None = None
+) -> Target:
+    """OpenBao (dev, audit on) + ``blindstore serve`` with one tenant made by the CLI.
+
+    ``storage`` is the config's ``storage`` section (default: the local disk under ``workdir``).
+    """
     vault = start_openbao(workdir=workdir / "openbao", audit=True)
     try:
         port = free_port()
@@ -207,7 +255,7 @@ def start_gateway(workdir: Path, log_level: str = "info") -> Target:
                 {
                     "listen": {"host": "127.0.0.1", "port": port},
                     "vault": {"addr": vault.addr, "token": vault.token},
-                    "storage": {"backend": "local", "path": str(workdir / "blobs")},
+                    "storage": storage or {"backend": "local", "path": str(workdir / "blobs")},
                     "catalog": {"url": f"sqlite:///{workdir / 'catalog.db'}"},
                     "log_level": log_level,
                 }

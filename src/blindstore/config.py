@@ -75,6 +75,26 @@ class PlacementSettings(_Frozen):
     policy: Path | None = None
 
 
+class AdminSettings(_Frozen):
+    """The admin plane (``/-/`` on the gateway's port): its bearer token, never a tenant's key.
+
+    Without a token only ``/-/health`` and ``/-/ready`` answer.
+    """
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    def resolve_token(self) -> str | None:
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise ConfigError(f"cannot read the admin token file {self.token_file}") from exc
+        return None
+
+
 class CatalogSettings(_Frozen):
     url: str = "sqlite:///.blindstore/catalog.db"
 
@@ -104,6 +124,7 @@ class Settings(_Frozen):
     keys: KeySettings = KeySettings()
     storage: StorageSettings = StorageSettings()
     placement: PlacementSettings = PlacementSettings()
+    admin: AdminSettings = AdminSettings()
     catalog: CatalogSettings = CatalogSettings()
     s3: S3Settings = S3Settings()
     limits: LimitSettings = LimitSettings()

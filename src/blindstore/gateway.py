@@ -57,7 +57,7 @@ from blindstore.errors import (
 )
 from blindstore.fanout import fan_out
 from blindstore.keys.base import KeyWrapper
-from blindstore.policy.model import ObjectFacts, Placement
+from blindstore.policy.model import ObjectFacts, Placement, Policy
 from blindstore.s3.conditions import Conditions, check_copy_source, check_read
 
 log = structlog.get_logger("blindstore.gateway")
@@ -183,6 +183,8 @@ class Gateway:
         self.placement = placement
         #: Re-reads the placement policy (set by the composition root when there is one).
         self.reload_placement: Callable[[], bool] | None = None
+        #: The placement policy in force (for the admin plane's explain), if any.
+        self.current_policy: Callable[[], Policy | None] = lambda: None
         self.verify_whole_below = verify_whole_below
         self.io_buffer_bytes = io_buffer_bytes
         self.clock = clock

@@ -106,6 +106,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         holder = PolicyHolder(policy_path, policy, gateway.backends)
         gateway.placement = holder.place
         gateway.reload_placement = holder.reload
+        gateway.current_policy = lambda: holder.policy
     try:
         async with keys:
             yield gateway

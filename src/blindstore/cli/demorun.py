@@ -10,6 +10,7 @@ from a fresh data directory every time.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import signal
 from collections.abc import Callable, Iterator
@@ -99,15 +100,15 @@ def run_demo(data_dir: Path, *, policy_file: Path, host: str, port: int, console
         settings_by_backend = _backend_settings(data_dir, started)
         policy_path = _write_policy(policy_file, data_dir / "policy.yaml", settings_by_backend)
         openbao = started["openbao"]
-        base = dev_settings(
-            data_dir, vault_addr=openbao.addr, vault_token=openbao.token, host=host, port=port
-        )
-        settings = Settings.model_validate(
-            {
-                **base.model_dump(mode="json"),
-                "placement": {"policy": str(policy_path)},
-                "vault": {**base.vault.model_dump(mode="json"), "token": openbao.token},
-            }
+        admin_token = secrets.token_urlsafe(24)
+        settings = dev_settings(
+            data_dir,
+            vault_addr=openbao.addr,
+            vault_token=openbao.token,
+            host=host,
+            port=port,
+            admin_token=admin_token,
+            policy=policy_path,
         )
         info: dict[str, Any] = {}
 
@@ -185,6 +186,7 @@ async def _prepare(
         alt_secret_key=alt_secret,
         tenant=DEMO_TENANT,
         alt_tenant=ALT_TENANT,
+        admin_token=settings.admin.resolve_token(),
         data_dir=str(settings.storage.path.parent),
         vault_addr=openbao.addr,
         vault_token=openbao.token,

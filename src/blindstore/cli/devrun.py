@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,14 @@ def run_dev(
     with console.status("starting OpenBao…"):
         openbao = start_persistent_openbao(data_dir / "openbao", port=vault_port)
     try:
+        admin_token = previous.get("admin_token") or secrets.token_urlsafe(24)
         settings = dev_settings(
-            data_dir, vault_addr=openbao.addr, vault_token=openbao.token, host=host, port=port
+            data_dir,
+            vault_addr=openbao.addr,
+            vault_token=openbao.token,
+            host=host,
+            port=port,
+            admin_token=admin_token,
         )
         info: dict[str, Any] = {}
 
@@ -102,6 +109,7 @@ def run_dev(
                 alt_secret_key=alt_secret,
                 tenant=DEMO_TENANT,
                 alt_tenant=ALT_TENANT,
+                admin_token=admin_token,
                 data_dir=str(data_dir),
                 vault_addr=openbao.addr,
                 vault_token=openbao.token,
@@ -152,7 +160,8 @@ def _announce(console: Console, info: dict[str, Any]) -> None:
         f"[bold]region[/bold]       us-east-1\n"
         f"[bold]tenant[/bold]       {info['tenant']} (second tenant: {info['alt_tenant']})\n"
         f"[bold]OpenBao[/bold]      {info['vault_addr']}\n"
-        f"[bold]state[/bold]        {info['data_dir']} (credentials in dev.json)\n\n"
+        f"[bold]state[/bold]        {info['data_dir']} (credentials in dev.json)\n"
+        f"[bold]admin API[/bold]    {endpoint}/-/docs (Bearer token: admin_token in dev.json)\n\n"
         "[bold]AWS CLI[/bold]\n"
         f"  export AWS_ACCESS_KEY_ID={akid} AWS_SECRET_ACCESS_KEY='{secret}' "
         "AWS_DEFAULT_REGION=us-east-1\n"

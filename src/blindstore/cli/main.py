@@ -44,7 +44,14 @@ ConfigOption = Annotated[
 
 
 def dev_settings(
-    data_dir: Path, *, vault_addr: str, vault_token: str, host: str = "127.0.0.1", port: int = 9000
+    data_dir: Path,
+    *,
+    vault_addr: str,
+    vault_token: str,
+    host: str = "127.0.0.1",
+    port: int = 9000,
+    admin_token: str | None = None,
+    policy: Path | None = None,
 ) -> Settings:
     """The settings `blindstore dev` runs with: everything under ``data_dir``."""
     data_dir = data_dir.absolute()
@@ -54,6 +61,8 @@ def dev_settings(
             "vault": {"addr": vault_addr, "token": vault_token},
             "storage": {"backend": "local", "path": str(data_dir / "blobs")},
             "catalog": {"url": f"sqlite:///{data_dir / 'catalog.db'}"},
+            "admin": {"token": admin_token},
+            "placement": {"policy": str(policy) if policy else None},
         }
     )
 

@@ -14,7 +14,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -28,6 +28,7 @@ from blindstore.errors import (
 from blindstore.gateway import Gateway, Principal
 from blindstore.s3 import xml
 from blindstore.server import handlers
+from blindstore.server.admin import create_admin_app
 from blindstore.server.body import TrackedReceive, declares_body
 from blindstore.server.request import S3Request, parse_scope
 from blindstore.server.responses import Response, Send, send_response
@@ -148,6 +149,12 @@ class S3App:
         self.gateway = gateway
         self.settings = settings
         self.auth = Authenticator(gateway, clock=clock)
+        self.admin = create_admin_app(
+            token=settings.admin.resolve_token(),
+            policy=gateway.current_policy,
+            reload=gateway.reload_placement,
+            ready=self._ready,
+        )
         # Request ids: a random per-process prefix and a counter. Unique without a syscall per
         # request (os.urandom also made every request hand the GIL to a busy worker thread).
         prefix = secrets.token_hex(4).upper()
@@ -158,6 +165,10 @@ class S3App:
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if scope["path"].startswith("/-/"):
+            # Our Send takes dict messages; Starlette's is typed over MutableMapping.
+            await self.admin(scope, receive, cast(Any, send))
             return
         request_id = self._request_ids()
         started = time.perf_counter()
@@ -220,6 +231,13 @@ class S3App:
                 tenant=principal.tenant.name if principal else None,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+    async def _ready(self) -> bool:
+        try:
+            await self.gateway.catalog.list_tenants()
+        except BlindstoreError:
+            return False
+        return True
 
     def _error(self, exc: BlindstoreError, request: S3Request | None, request_id: str) -> Response:
         if exc.status >= 500:
