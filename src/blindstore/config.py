@@ -115,7 +115,7 @@ class LimitSettings(_Frozen):
     header_timeout_seconds: float = Field(20.0, gt=0)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     #: Memory per in-flight request is bounded by about twice this.
-    io_buffer_bytes: int = Field(1 * MiB, ge=16 * 1024)
+    io_buffer_bytes: int = Field(512 * 1024, ge=16 * 1024)
 
 
 class Settings(_Frozen):

@@ -28,7 +28,6 @@ from blindstore.errors import (
 from blindstore.gateway import Gateway, Principal
 from blindstore.s3 import xml
 from blindstore.server import handlers
-from blindstore.server.admin import create_admin_app
 from blindstore.server.body import TrackedReceive, declares_body
 from blindstore.server.request import S3Request, parse_scope
 from blindstore.server.responses import Response, Send, send_response
@@ -149,12 +148,8 @@ class S3App:
         self.gateway = gateway
         self.settings = settings
         self.auth = Authenticator(gateway, clock=clock)
-        self.admin = create_admin_app(
-            token=settings.admin.resolve_token(),
-            policy=gateway.current_policy,
-            reload=gateway.reload_placement,
-            ready=self._ready,
-        )
+        self._admin_token = settings.admin.resolve_token()
+        self._admin: Any = None
         # Request ids: a random per-process prefix and a counter. Unique without a syscall per
         # request (os.urandom also made every request hand the GIL to a busy worker thread).
         prefix = secrets.token_hex(4).upper()
@@ -168,7 +163,7 @@ class S3App:
             return
         if scope["path"].startswith("/-/"):
             # Our Send takes dict messages; Starlette's is typed over MutableMapping.
-            await self.admin(scope, receive, cast(Any, send))
+            await self._admin_app()(scope, receive, cast(Any, send))
             return
         request_id = self._request_ids()
         started = time.perf_counter()
@@ -231,6 +226,20 @@ class S3App:
                 tenant=principal.tenant.name if principal else None,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+    def _admin_app(self) -> Any:
+        """The admin plane, built on its first request: FastAPI costs ~10 MiB resident, which
+        a gateway nobody administers over HTTP should not pay."""
+        if self._admin is None:
+            from blindstore.server.admin import create_admin_app
+
+            self._admin = create_admin_app(
+                token=self._admin_token,
+                policy=self.gateway.current_policy,
+                reload=self.gateway.reload_placement,
+                ready=self._ready,
+            )
+        return self._admin
 
     async def _ready(self) -> bool:
         try:
