@@ -68,7 +68,10 @@ def dev_settings(
 
 
 def _read_dev_json(data_dir: Path) -> dict[str, Any]:
+    """The facts a `blindstore dev` (dev.json) or `blindstore demo` (demo.json) instance wrote."""
     path = data_dir / "dev.json"
+    if not path.exists() and (data_dir / "demo.json").exists():
+        path = data_dir / "demo.json"
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -88,7 +91,14 @@ def resolve_settings(data_dir: Path | None, config_path: Path | None) -> Setting
         return config_module.load(config_path)
     data_dir = data_dir or DEFAULT_DATA_DIR
     info = _read_dev_json(data_dir)
-    return dev_settings(data_dir, vault_addr=info["vault_addr"], vault_token=info["vault_token"])
+    # A demo directory routes by the policy `blindstore demo` wrote next to its demo.json.
+    policy = data_dir / "policy.yaml"
+    return dev_settings(
+        data_dir,
+        vault_addr=info["vault_addr"],
+        vault_token=info["vault_token"],
+        policy=policy if (data_dir / "demo.json").exists() and policy.exists() else None,
+    )
 
 
 def _fail(exc: BlindstoreError) -> typer.Exit:
