@@ -14,21 +14,17 @@ the API by that much while it runs.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
+
+from blindstore.devtools import process as _process
+from blindstore.devtools.process import ServiceProcess
 
 #: Azurite's built-in development account, published in Azure's documentation (not a secret).
 ACCOUNT_NAME: Final = "devstoreaccount1"
@@ -38,7 +34,6 @@ ACCOUNT_KEY: Final = (
 #: Where ``make install`` puts the npm package, relative to the project root.
 TOOLS_SCRIPT: Final = Path(".tools/node/node_modules/.bin/azurite-blob")
 
-_LOG_TAIL_LINES = 40
 _BIND_ERROR = "EADDRINUSE"
 
 
@@ -47,7 +42,7 @@ class AzuriteError(RuntimeError):
 
 
 @dataclass(eq=False)
-class AzuriteServer:
+class AzuriteServer(ServiceProcess):
     """A running Azurite blob service and the facts needed to connect to it."""
 
     host: str
@@ -73,43 +68,6 @@ class AzuriteServer:
             f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
             f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};"
         )
-
-    @property
-    def running(self) -> bool:
-        """Whether the service process is still alive."""
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the process group (SIGTERM, which saves the database, then SIGKILL)."""
-        if self.running:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait(timeout)
-        if self._owns_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self._owns_workdir = False
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last lines of the service's console output."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> AzuriteServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def find_azurite_script(start: Path | None = None) -> Path:
@@ -152,30 +110,19 @@ def start_azurite(
     With ``port=None`` a free port is picked, and picked again if another process takes it
     first. ``workdir=None`` uses a temporary directory that ``stop()`` removes.
     """
-    owns_workdir = workdir is None
-    directory = Path(tempfile.mkdtemp(prefix="azurite-")) if workdir is None else workdir
-    directory.mkdir(parents=True, exist_ok=True)
+    directory, owns_workdir = _process.prepare_workdir(workdir, "azurite-")
     command = [node or find_node(), str(script or find_azurite_script())]
-    attempts = 1 if port is not None else 3
-    try:
-        for attempt in range(1, attempts + 1):
-            server = _launch(
-                command, directory, host=host, port=port or _free_port(host), debug=debug
-            )
-            try:
-                _wait_until_ready(server, ready_timeout)
-            except AzuriteError:
-                server.stop()
-                if attempt < attempts and _BIND_ERROR in server.log_tail():
-                    continue  # lost the port race: pick another
-                raise
-            server._owns_workdir = owns_workdir
-            return server
-    except BaseException:
-        if owns_workdir:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-    raise AssertionError("unreachable")  # the loop returns or raises
+    return _process.start_with_retries(
+        lambda: _launch(
+            command, directory, host=host, port=port or _process.free_port(host), debug=debug
+        ),
+        lambda server: _wait_until_ready(server, ready_timeout),
+        attempts=1 if port is not None else 3,
+        bind_error=_BIND_ERROR,
+        error=AzuriteError,
+        workdir=directory,
+        owns_workdir=owns_workdir,
+    )
 
 
 def _launch(
@@ -202,18 +149,14 @@ def _launch(
     ]
     if debug_log is not None:
         argv += ["--debug", str(debug_log)]
-    # AZURITE_ACCOUNTS would replace the development account this module connects with.
-    environment = {name: value for name, value in os.environ.items() if name != "AZURITE_ACCOUNTS"}
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=environment,
-            start_new_session=True,  # own process group: stop() kills it whole
-        )
+    process = _process.launch(
+        argv,
+        cwd=workdir,
+        log_path=log_path,
+        # AZURITE_ACCOUNTS would replace the development account this module connects with.
+        env_drop_names=("AZURITE_ACCOUNTS",),
+        append_log=True,
+    )
     return AzuriteServer(
         host=host,
         port=port,
@@ -226,37 +169,23 @@ def _launch(
 
 
 def _wait_until_ready(server: AzuriteServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     client = BlobServiceClient.from_connection_string(
         server.connection_string, retry_total=0, connection_timeout=1, read_timeout=5
     )
+
+    def lists_containers() -> bool:
+        # An authenticated call, not just an open port: another service on the port (the
+        # reason ours is about to exit) would accept connections too.
+        next(iter(client.list_containers()), None)
+        return True
+
     with client:
-        while True:
-            if not server.running:
-                raise AzuriteError(
-                    f"Azurite exited with status {server.process.returncode} during startup:\n"
-                    + server.log_tail()
-                )
-            # An authenticated call, not just an open port: another service on the port (the
-            # reason ours is about to exit) would accept connections too.
-            with contextlib.suppress(AzureError):
-                next(iter(client.list_containers()), None)
-                return
-            if time.monotonic() > deadline:
-                raise AzuriteError(
-                    f"Azurite at {server.blob_endpoint} not ready after {timeout:g} s:\n"
-                    + server.log_tail()
-                )
-            time.sleep(0.05)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
+        _process.wait_until(
+            lists_containers,
+            timeout=timeout,
+            server=server,
+            what="Azurite",
+            where=server.blob_endpoint,
+            error=AzuriteError,
+            ignore=(AzureError,),
+        )

@@ -16,23 +16,15 @@ JSON on every request (keep objects few and small), and serves one request at a 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
-#: Lines of emulator output quoted in a startup error.
-_LOG_TAIL_LINES = 40
+from blindstore.devtools import process as _process
+from blindstore.devtools.process import ServiceProcess
+
 _BIND_ERROR = "address already in use"
 _STARTED = "[SERVER] All services started"
 #: Environment variables the emulator reads, which would override our command line.
@@ -44,7 +36,7 @@ class GcsEmulatorError(RuntimeError):
 
 
 @dataclass(eq=False)
-class GcsEmulator:
+class GcsEmulator(ServiceProcess):
     """A running emulator: ``endpoint_url`` (``http://127.0.0.1:<port>``) and where it keeps
     its data (``storage_root``, None in memory) and output (``log_path``)."""
 
@@ -55,63 +47,19 @@ class GcsEmulator:
     process: subprocess.Popen[bytes] = field(repr=False)
     _owns_workdir: bool = field(default=False, repr=False)
 
-    @property
-    def running(self) -> bool:
-        """Whether the emulator process is still alive."""
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the emulator's process group (SIGTERM, then SIGKILL); idempotent."""
-        if self.running:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait(timeout)
-        if self._owns_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self._owns_workdir = False
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last lines of the emulator's output."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> GcsEmulator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def find_emulator_binary() -> str:
     """The ``gcp-storage-emulator`` script: beside ``sys.executable`` first, then PATH."""
-    beside = Path(sys.executable).parent / "gcp-storage-emulator"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("gcp-storage-emulator")
-    if found is None:
-        raise GcsEmulatorError(
-            "the `gcp-storage-emulator` script was not found: install gcp-storage-emulator"
-        )
-    return found
+    return _process.find_executable(
+        "gcp-storage-emulator",
+        error=GcsEmulatorError,
+        hint="the `gcp-storage-emulator` script was not found: install gcp-storage-emulator",
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A loopback port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-    return port
+    return _process.free_port(host)
 
 
 def start_gcs_emulator(
@@ -129,30 +77,19 @@ def start_gcs_emulator(
     before the emulator binds. ``workdir=None`` uses a temporary directory removed by
     ``stop()``.
     """
-    owns_workdir = workdir is None
-    directory = Path(tempfile.mkdtemp(prefix="gcs-emulator-")) if workdir is None else workdir
-    directory.mkdir(parents=True, exist_ok=True)
+    directory, owns_workdir = _process.prepare_workdir(workdir, "gcs-emulator-")
     executable = binary or find_emulator_binary()
-    attempts = 1 if port is not None else 3
-    try:
-        for attempt in range(1, attempts + 1):
-            emulator = _launch(
-                executable, directory, host=host, port=port or free_port(host), in_memory=in_memory
-            )
-            try:
-                _wait_until_ready(emulator, ready_timeout)
-            except GcsEmulatorError:
-                emulator.stop()
-                if attempt < attempts and _BIND_ERROR in emulator.log_tail().lower():
-                    continue  # lost the port race: pick another
-                raise
-            emulator._owns_workdir = owns_workdir
-            return emulator
-    except BaseException:
-        if owns_workdir:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-    raise AssertionError("unreachable")  # the loop returns or raises
+    return _process.start_with_retries(
+        lambda: _launch(
+            executable, directory, host=host, port=port or free_port(host), in_memory=in_memory
+        ),
+        lambda emulator: _wait_until_ready(emulator, ready_timeout),
+        attempts=1 if port is not None else 3,
+        bind_error=_BIND_ERROR,
+        error=GcsEmulatorError,
+        workdir=directory,
+        owns_workdir=owns_workdir,
+    )
 
 
 def _launch(binary: str, workdir: Path, *, host: str, port: int, in_memory: bool) -> GcsEmulator:
@@ -161,20 +98,13 @@ def _launch(binary: str, workdir: Path, *, host: str, port: int, in_memory: bool
     command = [binary, "--data-dir", str(data_dir), "start", f"--host={host}", f"--port={port}"]
     if in_memory:
         command.append("--in-memory")
-    # A developer's settings for another emulator must not reconfigure this one.
-    environment = {
-        name: value for name, value in os.environ.items() if name not in _EMULATOR_VARIABLES
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=environment,
-            start_new_session=True,  # own process group: stop() kills it whole
-        )
+    process = _process.launch(
+        command,
+        cwd=workdir,
+        log_path=log_path,
+        # A developer's settings for another emulator must not reconfigure this one.
+        env_drop_names=_EMULATOR_VARIABLES,
+    )
     return GcsEmulator(
         endpoint_url=f"http://{host}:{port}",
         workdir=workdir,
@@ -185,27 +115,19 @@ def _launch(binary: str, workdir: Path, *, host: str, port: int, in_memory: bool
 
 
 def _wait_until_ready(emulator: GcsEmulator, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if not emulator.running:
-            raise GcsEmulatorError(
-                f"gcp-storage-emulator exited with status {emulator.process.returncode} during "
-                "startup:\n" + emulator.log_tail()
-            )
+    _process.wait_until(
         # Our own process must have bound the port (it logs this line only then): another
         # emulator already on the port would answer the listing too.
-        if _STARTED in emulator.log_tail():
-            with contextlib.suppress(OSError, ValueError):
-                if _lists_buckets(emulator.endpoint_url):
-                    return
+        lambda: _STARTED in emulator.log_tail() and _lists_buckets(emulator.endpoint_url),
+        timeout=timeout,
+        server=emulator,
+        what="gcp-storage-emulator",
+        where=emulator.endpoint_url,
+        error=GcsEmulatorError,
         # The emulator does not exit when it cannot bind: its server thread dies, the process
         # waits forever.
-        if _BIND_ERROR in emulator.log_tail().lower() or time.monotonic() > deadline:
-            raise GcsEmulatorError(
-                f"gcp-storage-emulator at {emulator.endpoint_url} not ready after {timeout:g} s:\n"
-                + emulator.log_tail()
-            )
-        time.sleep(0.05)
+        give_up=lambda: _BIND_ERROR in emulator.log_tail().lower(),
+    )
 
 
 def _lists_buckets(endpoint_url: str) -> bool:
@@ -214,11 +136,6 @@ def _lists_buckets(endpoint_url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 (our loopback URL)
         listing = json.loads(response.read())
     return isinstance(listing, dict) and listing.get("kind") == "storage#buckets"
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
 
 
 __all__ = ["GcsEmulator", "GcsEmulatorError", "find_emulator_binary", "start_gcs_emulator"]

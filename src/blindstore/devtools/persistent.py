@@ -9,11 +9,9 @@ acceptable for a developer machine, never for production.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +24,7 @@ from blindstore.devtools.openbao import (
     find_bao_binary,
     free_port,
 )
+from blindstore.devtools.process import launch, wait_until
 
 
 def _call(
@@ -62,17 +61,13 @@ def start_persistent_openbao(
         encoding="utf-8",
     )
     log_path = directory / "openbao.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-            [find_bao_binary(), "server", f"-config={config}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-            env=environment,
-            start_new_session=True,
-        )
+    process = launch(
+        [find_bao_binary(), "server", f"-config={config}"],
+        cwd=directory,
+        log_path=log_path,
+        env_drop_prefixes=("VAULT_", "BAO_"),
+        append_log=True,
+    )
     server = OpenBaoServer(
         addr=addr,
         token="",
@@ -92,16 +87,18 @@ def start_persistent_openbao(
 
 
 def _wait_for_listener(server: OpenBaoServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if not server.running:
-            raise OpenBaoError("OpenBao exited during startup:\n" + server.log_tail())
-        with contextlib.suppress(OSError, ValueError):
-            _call(server.addr, "GET", "sys/seal-status")
-            return
-        if time.monotonic() > deadline:
-            raise OpenBaoError(f"OpenBao not ready after {timeout:g} s:\n" + server.log_tail())
-        time.sleep(0.05)
+    def answers() -> bool:
+        _call(server.addr, "GET", "sys/seal-status")
+        return True
+
+    wait_until(
+        answers,
+        timeout=timeout,
+        server=server,
+        what="OpenBao",
+        where=server.addr,
+        error=OpenBaoError,
+    )
 
 
 def _init_and_unseal(server: OpenBaoServer, init_file: Path) -> str:

