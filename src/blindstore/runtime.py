@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -132,25 +132,43 @@ def make_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
 
 
 async def serve(
-    settings: Settings, *, on_ready: Callable[[Gateway, int], None] | None = None
+    settings: Settings,
+    *,
+    prepare: Callable[[Gateway], Awaitable[None]] | None = None,
+    on_ready: Callable[[Gateway, int], Awaitable[None] | None] | None = None,
+    return_on_signal: bool = False,
 ) -> None:
-    """Run the S3 plane until SIGINT/SIGTERM."""
+    """Run the S3 plane until SIGINT/SIGTERM.
+
+    ``prepare`` runs once the gateway is open, before it listens; ``on_ready`` once it listens,
+    with the bound port. uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the
+    signal to the handler it found: with ``return_on_signal`` that handler is a quiet one, so
+    this returns normally and the caller can stop what it started (dev and demo services).
+    """
+    import anyio
+
     tune_allocator()
     async with open_gateway(settings) as gateway:
+        if prepare is not None:
+            await prepare(gateway)
         server = make_server(settings, gateway)
         if gateway.reload_placement is not None:
             # SIGHUP re-reads the placement policy; uvicorn handles only SIGINT/SIGTERM.
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload_placement)
-        if on_ready is None:
-            await server.serve()
-            return
-        import anyio
-
+        if return_on_signal:
+            signal.signal(signal.SIGINT, _quiet)
+            signal.signal(signal.SIGTERM, _quiet)
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve)
             while not server.started:
                 if server.should_exit:
                     return
                 await anyio.sleep(0.02)
-            port = server.servers[0].sockets[0].getsockname()[1]
-            on_ready(gateway, port)
+            if on_ready is not None:
+                pending = on_ready(gateway, server.servers[0].sockets[0].getsockname()[1])
+                if pending is not None:
+                    await pending
+
+
+def _quiet(_signum: int, _frame: object) -> None:
+    return

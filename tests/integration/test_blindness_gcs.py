@@ -15,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from urllib.parse import quote
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -30,6 +29,7 @@ from blindstore.keys.memory import InMemoryKeyWrapper
 from blindstore.s3.checksums import BodyVerifier
 from blindstore.s3.conditions import Conditions
 from blindstore.server.wire import VerifiedBody
+from tests.integration.test_blindness import Canaries
 from tests.services.gcs_emulator import (  # noqa: F401
     PROJECT,
     emulator_client,
@@ -42,30 +42,6 @@ pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
 PART = 5 * MiB  # the smallest part S3 allows before the last one
 CONTAINER = re.compile(r"bs-[a-z2-7]{26}")
-
-
-class Canaries:
-    """Unique marker strings, and every byte form they could leak in."""
-
-    def __init__(self) -> None:
-        self.tag = secrets.token_hex(8)
-        self.values: list[str] = []
-
-    def new(self, label: str) -> str:
-        value = f"{label}-{self.tag}-{len(self.values)}"
-        self.values.append(value)
-        return value
-
-    def forms(self) -> Iterator[tuple[str, bytes]]:
-        for value in self.values:
-            for name, form in (
-                ("utf-8", value.encode()),
-                ("utf-16-le", value.encode("utf-16-le")),
-                ("utf-16-be", value.encode("utf-16-be")),
-                ("percent-encoded", quote(value, safe="").encode()),
-                ("upper-case", value.upper().encode()),
-            ):
-                yield f"{value} ({name})", form
 
 
 def patient_file(canaries: Canaries, size: int) -> bytes:

@@ -27,7 +27,6 @@ from blindstore.cli.devrun import (
     ALT_TENANT,
     DEMO_TENANT,
     _demo_credentials,
-    _ignore,
     _interrupt,
     _write_private_json,
 )
@@ -112,27 +111,23 @@ def run_demo(data_dir: Path, *, policy_file: Path, host: str, port: int, console
         )
         info: dict[str, Any] = {}
 
-        async def main() -> None:
-            async with runtime.open_gateway(settings) as gateway:
-                await _prepare(gateway, settings, openbao, info)
-                server = runtime.make_server(settings, gateway)
-                signal.signal(signal.SIGINT, _ignore)
-                signal.signal(signal.SIGTERM, _ignore)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(server.serve)
-                    while not server.started:
-                        if server.should_exit:
-                            return
-                        await anyio.sleep(0.02)
-                    bound = server.servers[0].sockets[0].getsockname()[1]
-                    info["endpoint"] = f"http://{host}:{bound}"
-                    tenants = {t.name: t.container for t in await gateway.catalog.list_tenants()}
-                    info["backends"] = _describe(policy_path, settings_by_backend, started, tenants)
-                    _write_private_json(data_dir / _MARKER, info)
-                    _announce(console, info, data_dir)
+        async def prepare(gateway: Gateway) -> None:
+            await _prepare(gateway, settings, openbao, info)
+
+        async def ready(gateway: Gateway, bound: int) -> None:
+            info["endpoint"] = f"http://{host}:{bound}"
+            tenants = {t.name: t.container for t in await gateway.catalog.list_tenants()}
+            info["backends"] = _describe(policy_path, settings_by_backend, started, tenants)
+            _write_private_json(data_dir / _MARKER, info)
+            _announce(console, info, data_dir)
 
         try:
-            anyio.run(main, backend_options={"use_uvloop": True})
+            anyio.run(
+                lambda: runtime.serve(
+                    settings, prepare=prepare, on_ready=ready, return_on_signal=True
+                ),
+                backend_options={"use_uvloop": True},
+            )
         finally:
             console.print("stopping the demo…")
     console.print("demo stopped.")

@@ -121,23 +121,10 @@ def run_dev(
             _write_private_json(dev_json, info)
             _announce(console, info)
 
-        async def main() -> None:
-            async with runtime.open_gateway(settings) as gateway:
-                await prepare(gateway)
-                server = runtime.make_server(settings, gateway)
-                # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
-                # the handler it found; a quiet one lets us return and stop OpenBao cleanly.
-                signal.signal(signal.SIGINT, _ignore)
-                signal.signal(signal.SIGTERM, _ignore)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(server.serve)
-                    while not server.started:
-                        if server.should_exit:
-                            return
-                        await anyio.sleep(0.02)
-                    ready(gateway, server.servers[0].sockets[0].getsockname()[1])
-
-        anyio.run(main, backend_options={"use_uvloop": True})
+        anyio.run(
+            lambda: runtime.serve(settings, prepare=prepare, on_ready=ready, return_on_signal=True),
+            backend_options={"use_uvloop": True},
+        )
     finally:
         openbao.stop()
         console.print("blindstore stopped; OpenBao stopped. State kept in", str(data_dir))
@@ -145,10 +132,6 @@ def run_dev(
 
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _ignore(_signum: int, _frame: object) -> None:
-    return
 
 
 def _announce(console: Console, info: dict[str, Any]) -> None:
