@@ -45,12 +45,12 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, TypeVar, TypeVarTuple, cast
 
 import anyio
 import anyio.to_thread
 import requests
-import stamina
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.exceptions import (
@@ -76,6 +76,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from blindstore.backends._threads import call_with_retries
 from blindstore.backends.base import BlobInfo
 from blindstore.backends.ids import (
     BLOB_PATTERN,
@@ -292,16 +293,15 @@ class AzureBackend:
 
     async def _call(self, work: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run ``work`` in a worker thread with errors mapped; retry transient failures."""
-        async for attempt in stamina.retry_context(
-            on=_Transient,
+        return await call_with_retries(
+            partial(_mapped, work, *args),
+            transient=_Transient,
             attempts=self.settings.retry_attempts,
             timeout=self.settings.retry_timeout,
+            limiter=self._limiter,
             wait_initial=0.1,
             wait_max=2.0,
-        ):
-            with attempt:
-                return await anyio.to_thread.run_sync(_mapped, work, *args, limiter=self._limiter)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        )
 
     def _make_service(self) -> BlobServiceClient:
         settings = self.settings

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar, TypeVarTuple
 
@@ -42,7 +43,6 @@ import google.auth
 import google.auth.exceptions
 import google_crc32c
 import requests  # type: ignore[import-untyped,unused-ignore]
-import stamina
 from google.api_core import exceptions as api_errors
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.transport.requests import AuthorizedSession
@@ -54,6 +54,7 @@ from google.oauth2 import service_account
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from requests.adapters import HTTPAdapter  # type: ignore[import-untyped,unused-ignore]
 
+from blindstore.backends._threads import call_with_retries
 from blindstore.backends.base import BlobInfo
 from blindstore.backends.ids import BLOB_PATTERN, check_blob, check_container, check_range
 from blindstore.errors import BackendUnavailable, BlindstoreError, BlobNotFound, ConfigError
@@ -289,16 +290,13 @@ class GcsBackend:
 
     async def _call(self, work: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run one blocking request in a worker thread; retry it while it fails transiently."""
-        async for attempt in stamina.retry_context(
-            on=_RetryableUnavailable,
+        return await call_with_retries(
+            partial(_mapped, work, *args),
+            transient=_RetryableUnavailable,
             attempts=self.settings.retry_attempts,
             timeout=self.settings.retry_timeout,
-            wait_initial=0.05,
-            wait_max=1.0,
-        ):
-            with attempt:
-                return await anyio.to_thread.run_sync(_mapped, work, *args, limiter=self._limiter)
-        raise AssertionError("unreachable: stamina re-raises the last failure")
+            limiter=self._limiter,
+        )
 
     # The methods below run in worker threads.
 

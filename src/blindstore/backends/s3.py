@@ -34,6 +34,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
@@ -41,11 +42,11 @@ import anyio
 import anyio.to_thread
 import boto3
 import botocore.exceptions
-import stamina
 from anyio.abc import TaskGroup
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from blindstore.backends._threads import call_with_retries
 from blindstore.backends.base import BlobInfo
 from blindstore.backends.ids import BLOB_PATTERN, check_blob, check_container, check_range
 from blindstore.errors import BackendUnavailable, BlindstoreError, BlobNotFound, ConfigError
@@ -464,15 +465,13 @@ class S3Backend:
         try:
             if not retry:
                 return await anyio.to_thread.run_sync(_mapped, work, limiter=self._limiter)
-            async for attempt in stamina.retry_context(
-                on=_Transient,
+            return await call_with_retries(
+                partial(_mapped, work),
+                transient=_Transient,
                 attempts=self.settings.retry_attempts,
                 timeout=self.settings.retry_timeout_seconds,
-                wait_initial=0.05,
-                wait_max=1.0,
-            ):
-                with attempt:
-                    return await anyio.to_thread.run_sync(_mapped, work, limiter=self._limiter)
+                limiter=self._limiter,
+            )
         except _Transient as exc:
             _log.warning("S3 backend unavailable: %s", exc.message)
             # The public class only: "retry me" means nothing outside this module.
