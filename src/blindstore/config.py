@@ -48,6 +48,8 @@ class KeySettings(_Frozen):
     #: Unwrapped DEKs are cached per object for ranged-read bursts; memory ≤ entries × ~200 B.
     cache_ttl_seconds: float = Field(60.0, ge=0, le=60)
     cache_entries: int = Field(10_000, ge=0)
+    #: How often each gateway re-reads which keys were crypto-shredded (reads stop within it).
+    revocation_refresh_seconds: float = Field(2.0, gt=0, le=60)
 
 
 class StorageSettings(_Frozen):

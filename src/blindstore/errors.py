@@ -334,6 +334,20 @@ class InvalidPartNumber(InvalidRange):
     default_message = "The requested partnumber is not satisfiable"
 
 
+class KeyShredded(ClientError):
+    """The key that wrapped this data was crypto-shredded: it can never be read again.
+
+    Rendered as 410 Gone, a permanent condition no client retries; the message names the scope
+    (tenant or data subject), never a subject id.
+    """
+
+    code = "KeyShredded"
+    status = 410
+    default_message = (
+        "The encryption key of this data was destroyed (crypto-shredding); it can never be read."
+    )
+
+
 class MethodNotAllowed(ClientError):
     code = "MethodNotAllowed"
     status = 405

@@ -31,6 +31,7 @@ from blindstore.catalog.base import (
     ListPage,
     ObjectRecord,
     StoredPart,
+    SubjectKey,
     Tenant,
     Upload,
     UploadPage,
@@ -50,15 +51,17 @@ from blindstore.errors import (
     InvalidPartNumber,
     InvalidPartOrder,
     InvalidRequest,
+    KeyShredded,
     MalformedXML,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
 )
 from blindstore.fanout import fan_out
-from blindstore.keys.base import KeyWrapper
+from blindstore.keys.base import DataKey, KeyWrapper
 from blindstore.policy.model import ObjectFacts, Placement, Policy
 from blindstore.s3.conditions import Conditions, check_copy_source, check_read
+from blindstore.subjects import is_subject_key, subject_digest, subject_key_name
 
 log = structlog.get_logger("blindstore.gateway")
 
@@ -110,6 +113,10 @@ class WriteMeta:
     headers: dict[str, str] = field(default_factory=dict)
     user_metadata: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: The data subject (``x-blindstore-data-subject``): the object is wrapped under its key.
+    subject: str | None = field(default=None, repr=False)
+    #: A data subject's key name, inherited by a copy of one of its objects.
+    subject_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +197,9 @@ class Gateway:
         self.clock = clock
         self.rng = rng
         self._bucket_cache: dict[str, tuple[Bucket, float]] = {}
+        #: Keys of crypto-shredded tenants and subjects (``refresh_revocations``): reads and
+        #: writes under them are refused even while a DEK is still cached.
+        self.revoked_keys: frozenset[str] = frozenset()
         self._bucket_cache_seconds = bucket_cache_seconds
         self._mono = time.monotonic
 
@@ -209,6 +219,19 @@ class Gateway:
         if tenant is None:
             return None
         return key, tenant
+
+    async def refresh_revocations(self) -> None:
+        """Re-read which keys were crypto-shredded (by ``blindstore keys shred``, any process)."""
+        self.revoked_keys = await self.catalog.revoked_key_names()
+
+    def check_not_revoked(self, key_name: str) -> None:
+        """``KeyShredded`` if ``key_name`` was crypto-shredded."""
+        if key_name in self.revoked_keys:
+            scope = "data subject" if is_subject_key(key_name) else "tenant"
+            raise KeyShredded(
+                f"The {scope} key of this data was destroyed (crypto-shredding); "
+                "it can never be read or written again."
+            )
 
     # ------------------------------------------------------------------ buckets
 
@@ -272,7 +295,7 @@ class Gateway:
         await self.owned_bucket(principal, bucket_name)
         tenant = principal.tenant
         targets, quorum = self._place(principal, bucket_name, key, meta, size)
-        datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+        datakey = await self._new_data_key(tenant, meta)
         part, stored, failed = await self._write_segment(
             targets, quorum, tenant, datakey.object_id, datakey.dek, 0, body, check
         )
@@ -297,6 +320,34 @@ class Gateway:
             tags=meta.tags,
         )
         return await self._commit(record, datakey.dek, if_match, if_none_match)
+
+    async def _new_data_key(self, tenant: Tenant, meta: WriteMeta) -> DataKey:
+        """A DEK under the tenant's key, or under the data subject's key if there is one."""
+        key_name = meta.subject_key
+        if key_name is None and meta.subject is not None:
+            key_name = await self._subject_key(tenant, meta.subject)
+        if key_name is None:
+            return await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+        self.check_not_revoked(key_name)
+        # A subject key wraps few objects: no pool. Transit creates it on first use (upsert).
+        return await self.keys.new_data_key(key_name, tenant.tenant_id, pooled=False)
+
+    async def _subject_key(self, tenant: Tenant, subject: str) -> str:
+        """The live key of a data subject, recorded on first use."""
+        digest = subject_digest(tenant.tenant_id, subject)
+        found = await self.catalog.get_subject_key(tenant.tenant_id, digest)
+        if found is not None:
+            return found.key_name
+        prefix = tenant.key_name.removesuffix(f"t-{tenant.tenant_id.hex()}")
+        created = await self.catalog.add_subject_key(
+            SubjectKey(
+                key_name=subject_key_name(prefix, tenant.tenant_id, self.rng),
+                tenant_id=tenant.tenant_id,
+                subject_digest=digest,
+                created=self.clock(),
+            )
+        )
+        return created.key_name
 
     async def _commit(
         self, record: ObjectRecord, dek: bytes, if_match: str | None, if_none_match: bool
@@ -457,6 +508,7 @@ class Gateway:
 
     async def _open_record(self, record: ObjectRecord) -> bytes:
         """Unwrap the DEK and authenticate the catalog row with it."""
+        self.check_not_revoked(record.key_name)
         dek = await self.keys.unwrap(
             record.key_name, record.tenant_id, record.object_id, record.wrapped_dek
         )
@@ -740,6 +792,7 @@ class Gateway:
         source_conditions: Conditions,
         meta: WriteMeta | None,
         tags: dict[str, str] | None,
+        subject: str | None = None,
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> ObjectRecord:
@@ -760,6 +813,11 @@ class Gateway:
         body = self._plaintext(source, dek, 0, source.size - 1)
         chosen = meta or WriteMeta(headers=source.headers, user_metadata=source.user_metadata)
         chosen = replace(chosen, tags=source.tags if tags is None else tags)
+        if subject is not None:
+            chosen = replace(chosen, subject=subject, subject_key=None)
+        elif source.key_name != principal.tenant.key_name:
+            # A copy of a data subject's object stays under that subject's key.
+            chosen = replace(chosen, subject_key=source.key_name)
         return await self.put_object(
             principal,
             dst_bucket,
@@ -786,7 +844,7 @@ class Gateway:
         tenant = principal.tenant
         # Placed now, size unknown: every part goes to the same targets.
         targets, quorum = self._place(principal, bucket_name, key, meta, None)
-        datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+        datakey = await self._new_data_key(tenant, meta)
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(self.rng(24)).decode().rstrip("="),
             bucket=bucket_name,
@@ -833,6 +891,7 @@ class Gateway:
                 ArgumentName="partNumber",
             )
         upload = await self._upload(principal, bucket_name, key, upload_id)
+        self.check_not_revoked(upload.key_name)
         dek = await self.keys.unwrap(
             upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
         )
@@ -920,6 +979,7 @@ class Gateway:
         if short or not complete:
             log.error("multipart_quorum_not_met", parts=short, complete=len(complete))
             raise BackendUnavailable("no backend holds every part: upload the parts again")
+        self.check_not_revoked(upload.key_name)
         dek = await self.keys.unwrap(
             upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
         )

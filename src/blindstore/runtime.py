@@ -10,11 +10,13 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import structlog
 import uvicorn
 
 from blindstore.backends.registry import build_backend
 from blindstore.catalog.sql import SqlCatalog
 from blindstore.config import Settings
+from blindstore.errors import ServiceUnavailable
 from blindstore.gateway import Gateway
 from blindstore.keys.service import KeyService
 from blindstore.keys.transit import TransitKeyWrapper, resolve_token
@@ -22,6 +24,8 @@ from blindstore.placement import PolicyHolder, build_declared
 from blindstore.policy import load_file
 from blindstore.server.protocol import protocol_class
 from blindstore.server.s3app import S3App
+
+log = structlog.get_logger("blindstore.runtime")
 
 
 def tune_allocator() -> None:
@@ -108,10 +112,43 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         gateway.reload_placement = holder.reload
         gateway.current_policy = lambda: holder.policy
     try:
-        async with keys:
+        async with keys, watch_revocations(gateway, settings.keys.revocation_refresh_seconds):
             yield gateway
     finally:
         await gateway.close()
+
+
+@asynccontextmanager
+async def watch_revocations(gateway: Gateway, interval: float) -> AsyncIterator[None]:
+    """Keep ``gateway.revoked_keys`` current while the body runs.
+
+    ``blindstore keys shred`` runs in another process: every gateway re-reads the shredding
+    records every ``interval`` seconds, so reads stop within that time even while DEKs are still
+    cached. A failed refresh keeps the last known set (the catalog being down fails requests
+    anyway) and is retried at the next tick.
+    """
+    import anyio
+
+    await gateway.refresh_revocations()
+
+    async def refresh_forever() -> None:
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await gateway.refresh_revocations()
+            except ServiceUnavailable:
+                log.warning("revocations.refresh_failed")
+
+    # Entered by hand, not with ``async with``: the task group would wrap the body's exception
+    # (an S3 or CLI error) in an ExceptionGroup.
+    task_group = anyio.create_task_group()
+    await task_group.__aenter__()
+    task_group.start_soon(refresh_forever)
+    try:
+        yield
+    finally:
+        task_group.cancel_scope.cancel()
+        await task_group.__aexit__(None, None, None)
 
 
 def make_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:

@@ -11,8 +11,9 @@ Errors raised by implementations: ``BucketAlreadyExists`` (name taken, by anyone
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Tenant:
     key_name: str  # Transit key wrapping this tenant's DEKs
     container: str  # random per-tenant container name on every backend
     created: float
+    shredded: float | None = None  # when the tenant was crypto-shredded
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,67 @@ class ListPage:
 class UploadPage:
     uploads: list[Upload]
     truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectKey:
+    """The Transit key of one data subject (patient) of a tenant.
+
+    ``subject_digest`` identifies the subject (``blindstore.subjects.subject_digest``); the id
+    itself is stored nowhere. The key name holds a random id, so Vault never sees the subject.
+    """
+
+    key_name: str
+    tenant_id: bytes
+    subject_digest: bytes
+    created: float
+    shredded: float | None = None
+
+
+ShredScope = Literal["tenant", "subject"]
+
+
+@dataclass(frozen=True, slots=True)
+class Shred:
+    """A crypto-shredding request: keys to destroy once ``destroy_after`` has passed."""
+
+    shred_id: str
+    scope: ShredScope
+    tenant_id: bytes
+    key_names: tuple[str, ...]
+    requested: float
+    destroy_after: float
+    operator: str
+    destroyed: float | None = None
+    #: The signed certificate (JSON text), once the keys are destroyed.
+    certificate: str | None = None
+
+
+WrappedTable = Literal["objects", "uploads"]
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedRef:
+    """One wrapped DEK held by the catalog (an object or a pending upload), for rewrap.
+
+    ``locator`` is (bucket, key) for an object, (upload id, "") for an upload.
+    """
+
+    table: WrappedTable
+    locator: tuple[str, str]
+    tenant_id: bytes
+    object_id: bytes
+    wrapped: str
+    key_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """What a set of keys protects: object rows, their plaintext bytes, pending uploads."""
+
+    objects: int = 0
+    bytes: int = 0
+    uploads: int = 0
 
 
 @runtime_checkable
@@ -254,6 +317,86 @@ class Catalog(Protocol):
     ) -> bool:
         """Replace an object's replica lists if the row still holds ``object_id``; False if the
         object was deleted or replaced meanwhile (its blobs are then someone else's garbage)."""
+        ...
+
+    # key lifecycle (rotation, data-subject keys, crypto-shredding)
+    async def get_subject_key(self, tenant_id: bytes, subject_digest: bytes) -> SubjectKey | None:
+        """The live (not shredded) key of a data subject, or None."""
+        ...
+
+    async def add_subject_key(self, key: SubjectKey) -> SubjectKey:
+        """Record a subject's key; if a live one was recorded concurrently, return that one."""
+        ...
+
+    async def list_subject_keys(self, tenant_id: bytes) -> list[SubjectKey]:
+        """Every subject key of a tenant, shredded ones included."""
+        ...
+
+    async def record_shred(self, shred: Shred) -> None:
+        """Record a shredding request and mark its tenant or subject keys as shredded."""
+        ...
+
+    async def cancel_shred(self, shred_id: str) -> None:
+        """Forget a shredding request whose keys were not destroyed, and its marks."""
+        ...
+
+    async def finish_shred(self, shred_id: str, destroyed: float, certificate: str) -> None:
+        """Record that a request's keys were destroyed, with its certificate."""
+        ...
+
+    async def list_shreds(self) -> list[Shred]:
+        """Every shredding request, oldest first."""
+        ...
+
+    async def revoked_key_names(self) -> frozenset[str]:
+        """The key names of every shredding request, pending or done (reads must refuse)."""
+        ...
+
+    async def key_usage(self, key_names: Sequence[str]) -> KeyUsage:
+        """What the named keys protect."""
+        ...
+
+    async def wrapped_below(
+        self,
+        table: WrappedTable,
+        key_name: str,
+        version: int,
+        *,
+        after: tuple[str, str] = ("", ""),
+        limit: int = 200,
+    ) -> list[WrappedRef]:
+        """Rows of ``table`` whose DEK is wrapped by ``key_name`` below ``version``, ordered by
+        locator, strictly after ``after``."""
+        ...
+
+    async def count_wrapped_below(self, key_name: str, version: int) -> int:
+        """How many objects and uploads have a DEK wrapped by ``key_name`` below ``version``."""
+        ...
+
+    async def replace_wrapped(self, changes: Sequence[tuple[WrappedRef, str, int]]) -> int:
+        """Store rewrapped DEKs ``(ref, new wrapped, new version)``, each only if its row still
+        holds ``ref.wrapped`` (a row overwritten meanwhile is left alone); the count stored."""
+        ...
+
+    async def objects_with_keys(
+        self, key_names: Sequence[str], *, after: tuple[str, str] = ("", ""), limit: int = 200
+    ) -> list[ObjectRecord]:
+        """Objects whose DEK the named keys wrap, ordered by (bucket, key), after ``after``."""
+        ...
+
+    async def uploads_with_keys(self, key_names: Sequence[str]) -> list[Upload]:
+        """Pending uploads whose DEK the named keys wrap."""
+        ...
+
+    async def delete_object_version(
+        self, bucket: str, key: str, object_id: bytes
+    ) -> ObjectRecord | None:
+        """Remove the row if it still holds ``object_id``; return it, or None."""
+        ...
+
+    async def purge_tenant(self, tenant_id: bytes) -> KeyUsage:
+        """Delete every bucket, object, upload and access key of a tenant (the tenant row and
+        its shredding records stay); what was deleted."""
         ...
 
     async def close(self) -> None: ...

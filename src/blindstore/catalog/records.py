@@ -68,13 +68,14 @@ def tenant_values(tenant: Tenant) -> dict[str, Any]:
         "key_name": tenant.key_name,
         "container": tenant.container,
         "created": tenant.created,
+        "shredded": tenant.shredded,
     }
 
 
 def tenant_from_row(row: Sequence[Any]) -> Tenant:
     """A tenant from its row."""
-    tenant_id, name, key_name, container, created = row
-    return Tenant(tenant_id, name, key_name, container, created)
+    tenant_id, name, key_name, container, created, shredded = row
+    return Tenant(tenant_id, name, key_name, container, created, shredded)
 
 
 def access_key_values(key: AccessKey) -> dict[str, Any]:

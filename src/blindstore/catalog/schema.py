@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -44,6 +45,8 @@ tenants = Table(
     Column("key_name", Text, nullable=False),
     Column("container", Text, nullable=False),
     Column("created", Double, nullable=False),
+    #: When the tenant was crypto-shredded (every request then fails with KeyShredded).
+    Column("shredded", Double, nullable=True),
 )
 
 access_keys = Table(
@@ -135,4 +138,45 @@ upload_parts = Table(
     Column("checksums", Text, nullable=False),
     #: JSON list of the backends this part landed on.
     Column("backends", Text, nullable=False),
+)
+
+#: Per data-subject (patient) Transit keys. The subject id itself is never stored: only
+#: ``subject_digest`` (see ``blindstore.subjects``); the key name holds a random id.
+subject_keys = Table(
+    "subject_keys",
+    metadata,
+    Column("key_name", Text, primary_key=True),
+    Column("tenant_id", LargeBinary(16), ForeignKey(tenants.c.tenant_id), nullable=False),
+    Column("subject_digest", LargeBinary(32), nullable=False),
+    Column("created", Double, nullable=False),
+    #: Set when the key was crypto-shredded; a later PUT for the subject gets a new key.
+    Column("shredded", Double, nullable=True),
+    # At most one live key per subject; shredded ones stay as a record.
+    Index(
+        None,
+        "tenant_id",
+        "subject_digest",
+        unique=True,
+        sqlite_where=text("shredded IS NULL"),
+        postgresql_where=text("shredded IS NULL"),
+    ),
+)
+
+#: Crypto-shredding requests and their certificates (``blindstore keys shred``).
+shreds = Table(
+    "shreds",
+    metadata,
+    Column("shred_id", Text, primary_key=True),
+    #: ``tenant`` or ``subject``.
+    Column("scope", Text, nullable=False),
+    Column("tenant_id", LargeBinary(16), nullable=False),
+    #: JSON list of the Transit keys destroyed.
+    Column("key_names", Text, nullable=False),
+    Column("requested", Double, nullable=False),
+    #: The grace period ends here; until then ``blindstore keys restore`` can undo it.
+    Column("destroy_after", Double, nullable=False),
+    Column("destroyed", Double, nullable=True),
+    Column("operator", Text, nullable=False),
+    #: The signed certificate (JSON), once the keys are destroyed.
+    Column("certificate", Text, nullable=True),
 )

@@ -80,6 +80,7 @@ from blindstore.catalog.schema import (
     upload_parts,
     uploads,
 )
+from blindstore.catalog.sql_keys import KeyLifecycleQueries
 from blindstore.errors import (
     BlindstoreError,
     BucketAlreadyExists,
@@ -116,7 +117,7 @@ class _Retry(Exception):
     """Raised inside a write when a concurrent insert won a race: rerun the transaction."""
 
 
-class SqlCatalog:
+class SqlCatalog(KeyLifecycleQueries):
     """The ``Catalog`` on a SQL database.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/catalog.db`` (WAL journal),
@@ -150,6 +151,12 @@ class SqlCatalog:
     async def _run(self, mode: str, work: Callable[[Connection], T]) -> T:
         limiter = self._write_limiter if mode == _WRITE else self._limiter
         return await anyio.to_thread.run_sync(self._call, mode, work, limiter=limiter)
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        return await self._run(_READ, work)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        return await self._run(_WRITE, work)
 
     def _call(self, mode: str, work: Callable[[Connection], T]) -> T:
         options, begin = self._modes[mode]

@@ -1,4 +1,4 @@
-"""The `blindstore` command: dev, serve, tenants, gc, repair, policy.
+"""The `blindstore` command: dev, serve, tenants, gc, repair, policy, keys.
 
 Commands that act on an instance take ``--data-dir`` (a `blindstore dev` directory, whose
 ``dev.json`` says where OpenBao is) or ``--config`` (a production settings file).
@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from blindstore import config as config_module
+from blindstore.cli.keys import keys_app
 from blindstore.cli.policy import policy_app
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
@@ -30,6 +31,7 @@ app = typer.Typer(
 tenants_app = typer.Typer(help="Tenants and their access keys.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True)

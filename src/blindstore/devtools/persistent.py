@@ -141,9 +141,8 @@ def _ensure_transit(server: OpenBaoServer) -> None:
     listing = mounts.get("data", mounts)
     if "transit/" not in listing:
         _call(server.addr, "POST", "sys/mounts/transit", {"type": "transit"}, token=server.token)
-        _call(
-            server.addr, "POST", "transit/config/keys", {"disable_upsert": True}, token=server.token
-        )
+    # Set on every start: data directories made before data-subject keys had upsert disabled.
+    _call(server.addr, "POST", "transit/config/keys", {"disable_upsert": False}, token=server.token)
 
 
 def random_token() -> str:

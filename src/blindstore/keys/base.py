@@ -52,8 +52,14 @@ class DataKey:
 
 @runtime_checkable
 class KeyWrapper(Protocol):
-    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
-        """A never-used DEK wrapped under ``key_name`` for a new object id chosen here."""
+    async def new_data_key(
+        self, key_name: str, tenant_id: bytes, *, pooled: bool = True
+    ) -> DataKey:
+        """A never-used DEK wrapped under ``key_name`` for a new object id chosen here.
+
+        ``pooled=False``: wrap it now, in its own call (for keys that wrap few objects, such as
+        a data subject's: a pool of pre-wrapped DEKs per subject would waste Vault calls).
+        """
         ...
 
     async def unwrap(

@@ -27,8 +27,13 @@ _NONCE_SIZE = 12
 class InMemoryKeyWrapper:
     """``BatchKeyWrapper`` with an AES-256-GCM KEK per key name and version, in this process."""
 
-    def __init__(self, *, rng: Callable[[int], bytes] = secrets.token_bytes) -> None:
+    def __init__(
+        self, *, rng: Callable[[int], bytes] = secrets.token_bytes, upsert: bool = False
+    ) -> None:
         self._rng = rng
+        #: Like Transit with ``create`` capability on encrypt: wrapping under a missing key
+        #: creates it (how the gateway makes data-subject keys).
+        self._upsert = upsert
         self._versions: dict[str, list[AESGCM]] = {}
         self._vault_calls = 0
 
@@ -52,6 +57,8 @@ class InMemoryKeyWrapper:
     async def wrap_batch(self, key_name: str, tenant_id: bytes, count: int) -> list[DataKey]:
         """``count`` fresh DEKs under fresh object ids, wrapped by the latest key version."""
         await self._round_trip()
+        if self._upsert and key_name not in self._versions:
+            self._versions[key_name] = [AESGCM(self._rng(32))]
         versions = self._kek_versions(key_name)
         version = len(versions)
         kek = versions[-1]
@@ -73,7 +80,9 @@ class InMemoryKeyWrapper:
         versions = self._kek_versions(key_name)
         return [self._unwrap_one(versions, item) for item in items]
 
-    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
+    async def new_data_key(
+        self, key_name: str, tenant_id: bytes, *, pooled: bool = True
+    ) -> DataKey:
         """One fresh wrapped DEK."""
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 
@@ -95,6 +104,10 @@ class InMemoryKeyWrapper:
         self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
     ) -> None:
         """Nothing is cached at this layer."""
+
+    def delete_key(self, key_name: str) -> None:
+        """Destroy a key (crypto-shredding): everything it wrapped is unreadable."""
+        self._versions.pop(key_name, None)
 
     async def close(self) -> None:
         """Drop the KEKs."""

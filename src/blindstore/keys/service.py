@@ -99,9 +99,13 @@ class KeyService:
         """Create a tenant key (idempotent); administrative."""
         await self.wrapper.create_key(key_name)
 
-    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
+    async def new_data_key(
+        self, key_name: str, tenant_id: bytes, *, pooled: bool = True
+    ) -> DataKey:
         """A single-use pre-wrapped DEK; ``KeyServiceUnavailable`` if Vault is down and the
-        pool is empty."""
+        pool is empty. ``pooled=False`` wraps one now (one Transit call)."""
+        if not pooled:
+            return (await self.wrapper.wrap_batch(key_name, tenant_id, 1))[0]
         return await self.pool.new_data_key(key_name, tenant_id)
 
     async def unwrap(

@@ -247,7 +247,9 @@ class TransitKeyWrapper:
                 outcomes[index] = result
         return outcomes
 
-    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
+    async def new_data_key(
+        self, key_name: str, tenant_id: bytes, *, pooled: bool = True
+    ) -> DataKey:
         """One DEK, one round trip (the pool in ``KeyService`` amortises this)."""
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 

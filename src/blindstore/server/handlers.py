@@ -23,6 +23,7 @@ from blindstore.s3.conditions import Conditions, parse_http_date
 from blindstore.server.body import drain
 from blindstore.server.responses import Response
 from blindstore.server.wire import AuthContext, request_body
+from blindstore.subjects import SUBJECT_HEADER, check_subject_id
 
 if TYPE_CHECKING:
     from blindstore.server.request import S3Request
@@ -121,7 +122,14 @@ def _write_meta(ctx: Context) -> WriteMeta:
         headers=validate.collect_system_headers(headers.items()),
         user_metadata=validate.collect_user_metadata(headers.items()),
         tags=validate.parse_tagging_header(tagging) if tagging else {},
+        subject=_subject(ctx),
     )
+
+
+def _subject(ctx: Context) -> str | None:
+    """The data subject named by the request (never stored or echoed: see ``subjects``)."""
+    subject = ctx.request.headers.get(SUBJECT_HEADER)
+    return None if subject is None else check_subject_id(subject)
 
 
 def _object_headers(
@@ -367,6 +375,7 @@ async def copy_object(ctx: Context) -> Response:
         source_conditions=source_conditions,
         meta=meta,
         tags=tags,
+        subject=_subject(ctx),
         if_match=if_match,
         if_none_match=if_none_match,
     )

@@ -12,6 +12,7 @@ from blindstore.errors import (
     EntityTooLarge,
     InvalidAccessKeyId,
     InvalidArgument,
+    KeyShredded,
     MissingContentLength,
 )
 from blindstore.gateway import Gateway, Principal
@@ -114,6 +115,11 @@ class Authenticator:
         claim = sigv4.parse_signature(signed, now)
         secret, tenant = await self._lookup(claim.access_key_id)
         result = sigv4.verify_signature(claim, secret)
+        if tenant.shredded is not None or tenant.key_name in self.gateway.revoked_keys:
+            raise KeyShredded(
+                "This tenant's keys were destroyed (crypto-shredding): "
+                "its data can never be read again."
+            )
         return AuthContext(Principal(result.access_key_id, tenant), result)
 
 
