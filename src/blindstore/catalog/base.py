@@ -395,8 +395,9 @@ class Catalog(Protocol):
         ...
 
     async def purge_tenant(self, tenant_id: bytes) -> KeyUsage:
-        """Delete every bucket, object, upload and access key of a tenant (the tenant row and
-        its shredding records stay); what was deleted."""
+        """Delete every bucket, object and upload of a tenant; what was deleted. The tenant row,
+        its access keys (so that its clients get a clear KeyShredded error rather than an
+        unknown key) and its shredding records stay."""
         ...
 
     async def close(self) -> None: ...

@@ -813,6 +813,9 @@ def _configure_sqlite(
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows are overwritten, not just unlinked: a deleted object's wrapped DEK (its only
+    # copy) must not linger in free pages of the file (object-level crypto-shredding).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

@@ -25,7 +25,6 @@ from blindstore.catalog.base import (
 )
 from blindstore.catalog.records import object_from_row, upload_from_row
 from blindstore.catalog.schema import (
-    access_keys,
     buckets,
     objects,
     shreds,
@@ -310,7 +309,6 @@ class KeyLifecycleQueries:
             conn.execute(delete(objects).where(objects.c.bucket.in_(names)))
             conn.execute(delete(objects).where(objects.c.tenant_id == tenant_id))
             conn.execute(delete(buckets).where(buckets.c.tenant_id == tenant_id))
-            conn.execute(delete(access_keys).where(access_keys.c.tenant_id == tenant_id))
             return KeyUsage(objects=int(count), bytes=int(total), uploads=pending.rowcount)
 
         return await self._write(work)
