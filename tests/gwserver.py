@@ -48,6 +48,12 @@ class RunningGateway:
         """Run a coroutine on the gateway's event loop (to reach the catalog, keys...)."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
+    def add_tenant(self, name: str) -> Credentials:
+        """Provision one more tenant (its Transit key and an access key) on the running gateway."""
+        made = self.run(provision.create_tenant(self.gateway.catalog, self.gateway.keys, name))
+        self.tenants[name] = Credentials(name, made.access_key_id, made.secret_key)
+        return self.tenants[name]
+
     def client(self, tenant: str = "demo", *, addressing: str = "path", **config: Any) -> Any:
         creds = self.tenants[tenant]
         cache_key = (tenant, addressing)

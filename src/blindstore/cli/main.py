@@ -33,6 +33,16 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 
+
+@app.callback()
+def _log_to_stderr() -> None:
+    """Logs go to stderr as JSON lines (warnings and up): stdout carries the commands' output
+    (JSON a script can parse). ``serve``, ``dev`` and ``demo`` set their own level."""
+    from blindstore.logs import configure_logging
+
+    configure_logging("warning")
+
+
 console = Console()
 err_console = Console(stderr=True)
 
