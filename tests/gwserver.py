@@ -16,6 +16,7 @@ from blindstore import provision, runtime
 from blindstore.cli.main import dev_settings
 from blindstore.config import Settings
 from blindstore.gateway import Gateway
+from blindstore.keys.transit import TransitKeyWrapper
 
 T = TypeVar("T")
 
@@ -94,7 +95,11 @@ def start_gateway(
     vault_token: str,
     tenants: tuple[str, ...] = ("demo", "other"),
     overrides: dict[str, Any] | None = None,
+    admin_token: str | None = None,
 ) -> RunningGateway:
+    """A gateway on a free port with ``tenants`` created. Tenant keys are created with the
+    gateway's own token, or with ``admin_token`` when the gateway's identity may not create keys
+    (the least-privilege ``blindstore-gateway`` policy)."""
     base = dev_settings(data_dir, vault_addr=vault_addr, vault_token=vault_token, port=0)
     settings = base
     if overrides:
@@ -111,9 +116,20 @@ def start_gateway(
         try:
             async with runtime.open_gateway(settings) as gateway:
                 creds = {}
-                for name in tenants:
-                    made = await provision.create_tenant(gateway.catalog, gateway.keys, name)
-                    creds[name] = Credentials(name, made.access_key_id, made.secret_key)
+                admin = (
+                    TransitKeyWrapper(url=vault_addr, token=admin_token, mount=settings.vault.mount)
+                    if admin_token is not None
+                    else None
+                )
+                try:
+                    for name in tenants:
+                        made = await provision.create_tenant(
+                            gateway.catalog, admin or gateway.keys, name
+                        )
+                        creds[name] = Credentials(name, made.access_key_id, made.secret_key)
+                finally:
+                    if admin is not None:
+                        await admin.close()
                 server = runtime.make_server(settings, gateway)
                 task = asyncio.create_task(server.serve())
                 while not server.started:

@@ -1,28 +1,85 @@
-# hgw-gateway: the gateway's data-plane identity. It can wrap and unwrap data keys under the
-# hgw- keys and nothing else: no key creation, rotation, export, backup, datakey or rewrap.
-path "transit/encrypt/hgw-*" {
+# blindstore-gateway: the data-plane identity of the S3 gateway (AppRole `blindstore-gateway`).
+#
+# It wraps and unwraps per-object data keys (DEKs) under the tenant keys `hgw-t-<tenant>` and the
+# data-subject keys `hgw-p-<tenant>-<id>`, and nothing else: it cannot create, configure, rotate,
+# read, export, back up, restore, trim or delete a key, nor sign, rewrap or generate data keys.
+# Everything not granted below is denied by default; the explicit denies at the end document
+# intent and survive a careless grant added later to this policy.
+#
+# Checked against OpenBao 2.7 by tests/integration/test_least_privilege.py (deploy/openbao/
+# provision.sh writes this file as policy `blindstore-gateway`). `allowed_parameters` names the
+# top-level request fields the gateway sends (src/blindstore/keys/transit.py); any other field,
+# `key_version` included, makes Transit answer 403. The items inside `batch_input` are not
+# checked by OpenBao's ACLs: they carry `plaintext`/`ciphertext` + `context` only.
+
+# Tenant keys: wrap DEKs. "update" only: encrypt on a missing hgw-t-* key needs "create"
+# (OpenBao's existence check turns it into an upsert), so a typo or a deleted (shredded) tenant
+# key is refused instead of silently re-created empty.
+path "transit/encrypt/hgw-t-*" {
   capabilities = ["update"]
   allowed_parameters = {
     "plaintext"   = []
     "context"     = []
     "batch_input" = []
-    "reference"   = []
   }
 }
-path "transit/decrypt/hgw-*" {
-  capabilities = ["update"]
+
+# Data-subject (patient) keys: the first wrap under a new hgw-p-* key creates it by upsert
+# ("create"), which needs `transit/config/keys disable_upsert=false` (provision.sh sets it).
+# An upsert through encrypt always makes a non-exportable, non-backupable aes256-gcm96 key, and
+# a derived one because every request carries a `context`. `type` and `convergent_encryption`
+# (the only key settings encrypt accepts) are absent from the list, so the gateway cannot choose
+# a weaker key; `key_version`, `nonce` and `associated_data` are not needed either.
+# Residual: OpenBao makes the upserted key derived only when the request carries a context, and
+# no ACL can require a field inside `batch_input`; blindstore always sends one, and the admin's
+# key review (README) lists any hgw-p-* key with derived=false.
+path "transit/encrypt/hgw-p-*" {
+  capabilities = ["create", "update"]
   allowed_parameters = {
-    "ciphertext"  = []
+    "plaintext"   = []
     "context"     = []
     "batch_input" = []
-    "reference"   = []
   }
 }
+
+# Unwrap DEKs. `partial_failure_response_code` makes a batch with some refused items answer 200
+# with per-item errors (one bad row must not fail its batch neighbours).
+path "transit/decrypt/hgw-t-*" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "ciphertext"                    = []
+    "context"                       = []
+    "batch_input"                   = []
+    "partial_failure_response_code" = []
+  }
+}
+path "transit/decrypt/hgw-p-*" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "ciphertext"                    = []
+    "context"                       = []
+    "batch_input"                   = []
+    "partial_failure_response_code" = []
+  }
+}
+
+# Token hygiene: the gateway renews its own short-lived token, looks it up (ttl left) and
+# revokes it on shutdown. Tokens are issued with token_no_default_policy=true, so these are
+# the only token paths it has.
 path "auth/token/renew-self"  { capabilities = ["update"] }
 path "auth/token/lookup-self" { capabilities = ["read"] }
-path "transit/keys/*"    { capabilities = ["deny"] }
-path "transit/export/*"  { capabilities = ["deny"] }
-path "transit/backup/*"  { capabilities = ["deny"] }
-path "transit/restore/*" { capabilities = ["deny"] }
-path "transit/rewrap/*"  { capabilities = ["deny"] }
-path "transit/datakey/*" { capabilities = ["deny"] }
+path "auth/token/revoke-self" { capabilities = ["update"] }
+
+# Explicit denies (deny beats any capability granted on the same path by another policy).
+path "transit/keys"         { capabilities = ["deny"] }  # list key names
+path "transit/keys/*"       { capabilities = ["deny"] }  # create/read/config/rotate/trim/delete...
+path "transit/export/*"     { capabilities = ["deny"] }  # key material out
+path "transit/backup/*"     { capabilities = ["deny"] }  # key material out
+path "transit/restore"      { capabilities = ["deny"] }  # key material in
+path "transit/restore/*"    { capabilities = ["deny"] }
+path "transit/rewrap/*"     { capabilities = ["deny"] }  # the rewrap job's identity
+path "transit/datakey/*"    { capabilities = ["deny"] }  # DEKs are generated locally
+path "transit/sign/*"       { capabilities = ["deny"] }  # certificates are signed by the admin
+path "transit/hmac/*"       { capabilities = ["deny"] }
+path "transit/config/*"     { capabilities = ["deny"] }  # upsert switch, engine settings
+path "transit/cache-config" { capabilities = ["deny"] }

@@ -18,6 +18,7 @@ from blindstore.cli.main import dev_settings
 from blindstore.devtools.persistent import start_persistent_openbao
 from blindstore.gateway import Gateway
 from blindstore.keys.base import KeyWrapper
+from blindstore.keys.justification import job, justified
 from blindstore.logs import configure_logging
 
 DEMO_TENANT = "demo"
@@ -36,7 +37,8 @@ async def _demo_credentials(
     """Reuse the key pair of the previous run if it is still valid, else make one."""
     tenant = await catalog.get_tenant_by_name(name)
     if tenant is None:
-        created = await provision.create_tenant(catalog, keys, name, key_prefix=prefix)
+        with justified(job("dev-provision", tenant=name)):
+            created = await provision.create_tenant(catalog, keys, name, key_prefix=prefix)
         return created.access_key_id, created.secret_key
     akid = previous.get(key_field)
     if isinstance(akid, str):

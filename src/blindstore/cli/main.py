@@ -21,6 +21,7 @@ from blindstore.cli.keys import keys_app
 from blindstore.cli.policy import policy_app
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
+from blindstore.keys.justification import job, justified
 
 app = typer.Typer(
     name="blindstore",
@@ -204,9 +205,10 @@ def tenants_create(name: str, data_dir: DataDirOption = None, config: ConfigOpti
     async def main() -> provision.NewCredentials:
         settings = resolve_settings(data_dir, config)
         async with runtime.open_gateway(settings) as gateway:
-            return await provision.create_tenant(
-                gateway.catalog, gateway.keys, name, key_prefix=settings.vault.key_prefix
-            )
+            with justified(job("tenants-create", tenant=name)):
+                return await provision.create_tenant(
+                    gateway.catalog, gateway.keys, name, key_prefix=settings.vault.key_prefix
+                )
 
     try:
         created = anyio.run(main)
@@ -266,7 +268,7 @@ def gc(
     async def main() -> dict[str, int]:
         settings = resolve_settings(data_dir, config)
         async with runtime.open_gateway(settings) as gateway:
-            with console.status("scanning backends…") as status:
+            with console.status("scanning backends…") as status, justified(job("gc")):
                 report = await collect_garbage(
                     gateway,
                     grace_seconds=grace,
@@ -292,7 +294,7 @@ def repair(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     async def main() -> dict[str, int]:
         settings = resolve_settings(data_dir, config)
         async with runtime.open_gateway(settings) as gateway:
-            with console.status("repairing replicas…"):
+            with console.status("repairing replicas…"), justified(job("repair")):
                 report = await repair_replicas(gateway)
         return {name: getattr(report, name) for name in report.__slots__}
 

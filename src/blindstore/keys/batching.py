@@ -9,6 +9,9 @@ with a fixed 2 ms window against 1.1 ms without). It then sends the whole batch 
 ``unwrap_batch`` call and hands every member its own outcome (a refused item fails alone).
 Requests for the same object and wrapped DEK that arrive while one is in flight share it.
 
+Each member's key-access justification (``keys.justification``) is captured when it joins, also
+by a request that shares an identical unwrap still waiting to be sent; the call carries them all.
+
 No background task is needed: the leader is a request. Its window and call are shielded from its
 own cancellation, since other requests depend on them; Transit's timeouts bound that time.
 """
@@ -21,8 +24,10 @@ import anyio
 import anyio.lowlevel
 
 from blindstore.errors import KeyServiceError, KeyServiceUnavailable
+from blindstore.keys import justification
 from blindstore.keys._errors import copy_error
 from blindstore.keys.base import BatchKeyWrapper, WrappedDek
+from blindstore.keys.justification import Justification
 
 
 @dataclass(slots=True)
@@ -39,6 +44,8 @@ class BatchStats:
 @dataclass(eq=False, slots=True)
 class _Pending:
     item: WrappedDek
+    #: The justifications of the requests waiting for this item.
+    why: tuple[Justification, ...] = ()
     done: anyio.Event = field(default_factory=anyio.Event)
     dek: bytes | None = None
     error: BaseException | None = None
@@ -74,11 +81,16 @@ class UnwrapBatcher:
     ) -> bytes:
         """The DEK of one object, unwrapped together with whatever else is waiting."""
         item = WrappedDek(tenant_id, object_id, wrapped)
+        why = justification.current()
         pending = self._in_flight.get((key_name, item))
         if pending is not None:
             self.stats.shared += 1
+            if why:
+                # Still counts if the batch is not sent yet; a call already on the wire
+                # has gone with the justifications it had.
+                pending.why = justification.union([pending.why, why])
         else:
-            pending = self._in_flight[key_name, item] = _Pending(item)
+            pending = self._in_flight[key_name, item] = _Pending(item, why)
             batch = self._open.get(key_name)
             leader = batch is None
             if batch is None:
@@ -109,7 +121,8 @@ class UnwrapBatcher:
         self.stats.items += len(members)
         self._busy[key_name] = self._busy.get(key_name, 0) + 1
         try:
-            outcomes = await self._wrapper.unwrap_batch(key_name, [p.item for p in members])
+            with justification.justified(*justification.union(p.why for p in members)):
+                outcomes = await self._wrapper.unwrap_batch(key_name, [p.item for p in members])
             if len(outcomes) != len(members):
                 raise KeyServiceError("unwrap_batch returned a wrong number of results")
             for pending, outcome in zip(members, outcomes, strict=True):

@@ -9,6 +9,10 @@ Refills run in the background (when a task group is attached) as soon as the poo
 ``low_water``; at most one refill per pool is in flight and callers that find the pool empty wait
 for it together. Without a task group, the caller that finds the pool empty runs the refill.
 
+A refill carries the key-access justification (``keys.justification``) of the request that
+triggered it, marked ``(pool refill)``, in the background as in the foreground: the wraps it makes
+are on that request's account in the audit log, though other requests will use most of them.
+
 Availability choice: while Vault is down a non-empty pool keeps serving PUTs; an empty one raises
 ``KeyServiceUnavailable`` (fail closed, nothing written). After a failed refill, the pool waits
 ``refill_backoff`` seconds before calling Vault again and meanwhile fails fast with that error,
@@ -26,8 +30,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from blindstore.errors import KeyServiceUnavailable
+from blindstore.keys import justification
 from blindstore.keys._errors import copy_error
 from blindstore.keys.base import BatchKeyWrapper, DataKey
+from blindstore.keys.justification import Justification
 
 
 @dataclass(slots=True)
@@ -47,6 +53,10 @@ class PoolStats:
 
 @dataclass(eq=False, slots=True)
 class _Refill:
+    #: Captured from the request that triggered the refill, when it triggered it.
+    why: tuple[Justification, ...] = field(
+        default_factory=lambda: tuple(j.as_refill() for j in justification.current())
+    )
     done: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
 
@@ -178,7 +188,8 @@ class PrewrappedPool:
             count = self._size - len(slot.entries)
             if count > 0:
                 self.stats.refills += 1
-                keys = await self._wrapper.wrap_batch(key_name, tenant_id, count)
+                with justification.justified(*refill.why):
+                    keys = await self._wrapper.wrap_batch(key_name, tenant_id, count)
                 expires_at = self._clock() + self._ttl
                 slot.entries.extend((expires_at, key) for key in keys)
                 self.stats.items_wrapped += len(keys)

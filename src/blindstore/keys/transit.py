@@ -34,6 +34,7 @@ import stamina
 from requests.adapters import HTTPAdapter  # type: ignore[import-untyped,unused-ignore]
 
 from blindstore.errors import ConfigError, KeyServiceError, KeyServiceUnavailable
+from blindstore.keys import justification
 from blindstore.keys.base import DataKey, WrappedDek, dek_context, parse_key_version
 
 DEK_SIZE = 32
@@ -314,6 +315,8 @@ class TransitKeyWrapper:
         return [_plaintext_dek(result) for result in _batch_results(response, len(items))]
 
     async def _call(self, method: str, path: str, body: Mapping[str, object] | None) -> Any:
+        # Read here, in the caller's context, not in the worker thread.
+        why = justification.header_value(justification.current())
         response: Any = None
         async for attempt in stamina.retry_context(
             on=KeyServiceUnavailable,
@@ -326,18 +329,23 @@ class TransitKeyWrapper:
                 self.stats.vault_calls += 1
                 try:
                     response = await anyio.to_thread.run_sync(
-                        self._request, method, path, body, limiter=self._limiter
+                        self._request, method, path, body, why, limiter=self._limiter
                     )
                 except (KeyServiceError, KeyServiceUnavailable):
                     self.stats.failed_calls += 1
                     raise
         return response
 
-    def _request(self, method: str, path: str, body: Mapping[str, object] | None) -> Any:
-        """One HTTP request (worker thread). Returns the decoded JSON body."""
+    def _request(
+        self, method: str, path: str, body: Mapping[str, object] | None, why: str | None = None
+    ) -> Any:
+        """One HTTP request (worker thread), with the key-access justification header if there
+        is one. Returns the decoded JSON body."""
+        # A fresh dict per call: hvac adds the token header to the one it is given.
+        headers = {justification.HEADER: why} if why else None
         with _map_errors():
             try:
-                return self._client.adapter.request(method, path, json=body)
+                return self._client.adapter.request(method, path, json=body, headers=headers)
             except hvac.exceptions.InvalidRequest as exc:
                 # When every item of a batch fails, Vault answers 400 with the per-item errors.
                 if _has_batch_results(exc.json):

@@ -26,6 +26,7 @@ from blindstore.errors import (
     NotImplementedOperation,
 )
 from blindstore.gateway import Gateway, Principal
+from blindstore.keys import justification
 from blindstore.s3 import xml
 from blindstore.server import handlers
 from blindstore.server.body import TrackedReceive, declares_body
@@ -170,6 +171,7 @@ class S3App:
         request: S3Request | None = None
         handler_name = "-"
         principal: Principal | None = None
+        why_token = None
         tracked = TrackedReceive(receive)
         try:
             request = parse_scope(
@@ -181,6 +183,15 @@ class S3App:
             handler_name = handler.__name__
             auth = await self.auth.authenticate(request)
             principal = auth.principal
+            # Every Transit call made for this request, body streaming included, says why.
+            why_token = justification.enter(
+                justification.Justification(
+                    tenant=principal.tenant.name,
+                    principal=principal.access_key_id,
+                    op=_operation_name(handler_name),
+                    request=request_id,
+                )
+            )
             if request.bucket and handler is not handlers.create_bucket:
                 _check_bucket_syntax(request.bucket)
             ctx = handlers.Context(
@@ -218,6 +229,8 @@ class S3App:
             )
             raise
         finally:
+            if why_token is not None:
+                justification.leave(why_token)
             log.info(
                 "s3_request",
                 request_id=request_id,
@@ -269,6 +282,11 @@ class S3App:
         if exc.status == 503:
             response.headers.append(("retry-after", "1"))
         return response
+
+
+def _operation_name(handler_name: str) -> str:
+    """The S3 operation of a handler: ``get_object`` → ``GetObject``."""
+    return "".join(word.capitalize() for word in handler_name.split("_"))
 
 
 def _check_bucket_syntax(name: str) -> None:

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import anyio
 
 from blindstore.errors import KeyServiceError, KeyServiceUnavailable
+from blindstore.keys import justification
 from blindstore.keys.base import DataKey, WrappedDek
+from blindstore.keys.justification import Justification
 from blindstore.keys.memory import InMemoryKeyWrapper
 
 
@@ -28,7 +30,8 @@ class OutageKeyWrapper:
     """An ``InMemoryKeyWrapper`` that can be taken down, and whose calls can be held open.
 
     ``down = True`` makes every call fail like an unreachable Vault; ``hold()`` makes calls wait
-    until ``release()``; ``attempts`` counts calls, failed ones included.
+    until ``release()``; ``attempts`` counts calls, failed ones included; ``justifications``
+    holds, per call, the key-access justifications in effect (what Transit would be sent).
     """
 
     def __init__(self, inner: InMemoryKeyWrapper | None = None) -> None:
@@ -36,6 +39,7 @@ class OutageKeyWrapper:
         self.down = False
         self.attempts = 0
         self.batch_sizes: list[int] = []
+        self.justifications: list[tuple[Justification, ...]] = []
         self._gate: anyio.Event | None = None
 
     @property
@@ -90,6 +94,7 @@ class OutageKeyWrapper:
     async def _call(self, size: int) -> None:
         self.attempts += 1
         self.batch_sizes.append(size)
+        self.justifications.append(justification.current())
         if self._gate is not None:
             await self._gate.wait()
         if self.down:
