@@ -10,6 +10,7 @@ import pytest
 
 from blindstore.devtools.openbao import OpenBaoServer
 from tests.gwserver import RunningGateway, start_gateway
+from tests.integration.keycli import lifecycle_gw  # noqa: F401 (a fixture, module-scoped)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from tests.integration.keycli import (
     forget_cached_keys,
     fresh_tenant,
     keys_cli,
-    lifecycle_gw,  # noqa: F401 (fixture)
     record,
 )
 

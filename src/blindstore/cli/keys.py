@@ -61,11 +61,17 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
+def _run(work: Callable[[], Awaitable[T]], op: str) -> T:
+    """Run ``work``; its Transit calls say ``op=keys-<op>`` in OpenBao's audit log."""
     from blindstore.cli.main import _fail, _fail_group
+    from blindstore.keys.justification import job, justified
+
+    async def justified_work() -> T:
+        with justified(job(f"keys-{op}")):
+            return await work()
 
     try:
-        return anyio.run(work)
+        return anyio.run(justified_work)
     except BlindstoreError as exc:
         raise _fail(exc) from exc
     except BaseExceptionGroup as group:
@@ -146,7 +152,7 @@ def rotate(
             rotated.append({"key": name, "latest_version": await admin.rotate(name)})
         return rotated
 
-    console.print_json(data={"rotated": _run(main)})
+    console.print_json(data={"rotated": _run(main, "rotate")})
     err_console.print("Run `blindstore keys rewrap` to move existing wrapped keys to it.")
 
 
@@ -229,7 +235,7 @@ def rewrap(
             ],
         }
 
-    summary = _run(main)
+    summary = _run(main, "rewrap")
     console.print_json(data=summary)
     err_console.print(
         f"rewrapped {summary['rewrapped']} wrapped keys under {summary['keys']} Transit keys"
@@ -324,6 +330,7 @@ def shred(
                 )
             ):
                 raise typer.Abort()
+            await shredding.check_permissions(admin, request, _signing_key(settings))
             await shredding.request_shred(catalog, admin, request)
             if grace_seconds > 0:
                 return {
@@ -335,9 +342,16 @@ def shred(
                     "them after the grace period; `blindstore keys restore` undoes it until then.",
                 }
             signer = await _signer(settings, admin)
-            return await shredding.destroy(catalog, gateway.backends, request, signer)
+            try:
+                return await shredding.destroy(catalog, gateway.backends, request, signer)
+            except BlindstoreError as exc:
+                exc.message += (
+                    f" — shredding request {request.shred_id} is recorded (reads are refused): "
+                    "run `blindstore keys purge` to finish it"
+                )
+                raise
 
-    result = _run(main)
+    result = _run(main, "shred")
     if certificate_out is not None and result.get("type"):
         certificate_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     console.print_json(data=result)
@@ -377,7 +391,7 @@ def restore(
             await catalog.close()
         return {"shred_id": shred_id, "status": "restored", "keys": list(found[0].key_names)}
 
-    console.print_json(data=_run(main))
+    console.print_json(data=_run(main, "restore"))
 
 
 @keys_app.command()
@@ -412,7 +426,7 @@ def purge(
             signer = await _signer(settings, admin)
             return [await destroy(gateway.catalog, gateway.backends, s, signer) for s in due]
 
-    certificates = _run(main)
+    certificates = _run(main, "purge")
     if certificates_dir is not None:
         certificates_dir.mkdir(parents=True, exist_ok=True)
         for certificate in certificates:
@@ -447,7 +461,7 @@ def list_shreds(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
         finally:
             await catalog.close()
 
-    console.print_json(data=_run(main))
+    console.print_json(data=_run(main, "shreds"))
 
 
 @keys_app.command()
@@ -469,7 +483,7 @@ def certificate(
             await catalog.close()
         raise ConfigError(f"no shredding request {shred_id}")
 
-    text = _run(main)
+    text = _run(main, "certificate")
     if text is None:
         raise typer.BadParameter("this request's keys are not destroyed yet: no certificate")
     console.print_json(text)
@@ -490,7 +504,7 @@ def signing_key(
         info = await _admin(settings, vault_token_file).ensure_signing_key(_signing_key(settings))
         return public_key_pem(info.public_keys[max(info.public_keys)])
 
-    pem = _run(main)
+    pem = _run(main, "signing-key")
     if output is not None:
         output.write_text(pem, encoding="utf-8")
     typer.echo(pem, nl=False)
@@ -540,7 +554,7 @@ def verify_certificate(
             keys = {version: public_key_from_pem(public_key.read_bytes())}
             version = verify(loaded, {k: v for k, v in keys.items() if isinstance(k, int)})
         else:
-            version = verify(loaded, _run(public_keys))
+            version = verify(loaded, _run(public_keys, "verify-certificate"))
     except CertificateInvalid as exc:
         err_console.print(f"[red]invalid:[/red] {exc.message}")
         raise typer.Exit(code=1) from exc

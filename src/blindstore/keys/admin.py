@@ -21,6 +21,7 @@ import anyio.to_thread
 import hvac.exceptions
 
 from blindstore.errors import KeyServiceError
+from blindstore.keys import justification
 from blindstore.keys.base import parse_key_version
 from blindstore.keys.transit import _map_errors, check_key_name
 
@@ -147,15 +148,22 @@ class TransitAdmin:
         except KeyServiceError:
             return None
         name = data.get("display_name")
-        return name if isinstance(name, str) and name else None
+        meta = data.get("meta")
+        role = meta.get("role_name") if isinstance(meta, dict) else None
+        parts = [str(p) for p in (name, role) if isinstance(p, str) and p]
+        return ":".join(parts) or None
 
     async def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         return await self._call_raw(method, f"{self._prefix}/{path}", body)
 
     async def _call_raw(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        # Read in the caller's context: the worker thread does not inherit it.
+        why = justification.header_value(justification.current())
+        headers = {justification.HEADER: why} if why else None
+
         def request() -> Any:
             with _map_errors():
-                return self._client.adapter.request(method, path, json=body)
+                return self._client.adapter.request(method, path, json=body, headers=headers)
 
         return await anyio.to_thread.run_sync(request)
 

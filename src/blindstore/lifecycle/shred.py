@@ -108,6 +108,15 @@ async def new_subject_shred(
     )
 
 
+async def check_permissions(admin: TransitAdmin, shred: Shred, signing_key: str) -> None:
+    """Fail before anything is recorded if this identity cannot see the keys or sign (the
+    gateway's own identity, say): a request recorded but never carried out would refuse the
+    data while leaving its keys intact."""
+    for name in shred.key_names:
+        await admin.key_info(name)
+    await admin.ensure_signing_key(signing_key)
+
+
 async def request_shred(catalog: Catalog, admin: TransitAdmin, shred: Shred) -> None:
     """Record the request (reads stop), then soft-delete the keys if there is a grace period."""
     await catalog.record_shred(shred)
