@@ -272,7 +272,9 @@ class Gateway:
         await self.owned_bucket(principal, bucket_name)
         tenant = principal.tenant
         targets, quorum = self._place(principal, bucket_name, key, meta, size)
-        datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+        datakey = await self.keys.new_data_key(
+            tenant.key_name, tenant.tenant_id, bucket=bucket_name, size=size
+        )
         part, stored, failed = await self._write_segment(
             targets, quorum, tenant, datakey.object_id, datakey.dek, 0, body, check
         )
@@ -315,7 +317,12 @@ class Gateway:
             await self._discard(replaced)
         # A read soon after a write (very common) then needs no Vault round trip.
         self.keys.remember(
-            record.key_name, record.tenant_id, record.object_id, record.wrapped_dek, dek
+            record.key_name,
+            record.tenant_id,
+            record.object_id,
+            record.wrapped_dek,
+            dek,
+            size=record.size,
         )
         return record
 
@@ -786,7 +793,9 @@ class Gateway:
         tenant = principal.tenant
         # Placed now, size unknown: every part goes to the same targets.
         targets, quorum = self._place(principal, bucket_name, key, meta, None)
-        datakey = await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+        datakey = await self.keys.new_data_key(
+            tenant.key_name, tenant.tenant_id, bucket=bucket_name
+        )
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(self.rng(24)).decode().rstrip("="),
             bucket=bucket_name,
@@ -961,6 +970,15 @@ class Gateway:
             await self._delete_copies(part.backends, upload.container, part.blob)
         if replaced is not None:
             await self._discard(replaced)
+        # As after a PUT; bucket-key mode also counts the size, unknown when the DEK was issued.
+        self.keys.remember(
+            record.key_name,
+            record.tenant_id,
+            record.object_id,
+            record.wrapped_dek,
+            dek,
+            size=record.size,
+        )
         return record
 
     async def abort_upload(

@@ -73,8 +73,15 @@ class InMemoryKeyWrapper:
         versions = self._kek_versions(key_name)
         return [self._unwrap_one(versions, item) for item in items]
 
-    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
-        """One fresh wrapped DEK."""
+    async def new_data_key(
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        *,
+        bucket: str | None = None,
+        size: int | None = None,
+    ) -> DataKey:
+        """One fresh wrapped DEK (``bucket`` and ``size`` are ignored)."""
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 
     async def unwrap(
@@ -92,7 +99,14 @@ class InMemoryKeyWrapper:
         """Nothing is cached at this layer."""
 
     def remember(
-        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        object_id: bytes,
+        wrapped: str,
+        dek: bytes,
+        *,
+        size: int | None = None,
     ) -> None:
         """Nothing is cached at this layer."""
 

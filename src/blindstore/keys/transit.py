@@ -247,8 +247,16 @@ class TransitKeyWrapper:
                 outcomes[index] = result
         return outcomes
 
-    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
-        """One DEK, one round trip (the pool in ``KeyService`` amortises this)."""
+    async def new_data_key(
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        *,
+        bucket: str | None = None,
+        size: int | None = None,
+    ) -> DataKey:
+        """One DEK, one round trip (the pool in ``KeyService`` amortises this); ``bucket`` and
+        ``size`` only matter to ``KeyService``'s bucket-key mode."""
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 
     async def unwrap(
@@ -265,7 +273,14 @@ class TransitKeyWrapper:
         """Nothing is cached at this layer."""
 
     def remember(
-        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        object_id: bytes,
+        wrapped: str,
+        dek: bytes,
+        *,
+        size: int | None = None,
     ) -> None:
         """Nothing is cached at this layer."""
 
