@@ -9,7 +9,9 @@ import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from blindstore.config import Settings
 from blindstore.errors import KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.base import parse_key_version
 from blindstore.keys.bucketkeys import (
@@ -22,6 +24,8 @@ from blindstore.keys.bucketkeys import (
 from blindstore.keys.memory import InMemoryKeyWrapper
 from blindstore.keys.service import KeyService
 from tests.unit.keys.fakes import ManualClock, MemoryBucketKeyStore, OutageKeyWrapper
+
+pytestmark = pytest.mark.anyio
 
 KEY = "hgw-t-bucketkeys"
 SUBJECT_KEY = "hgw-p-bucketkeys-0001"
@@ -149,9 +153,6 @@ def test_the_policy_applies_to_its_buckets_and_never_to_data_subject_keys() -> N
 
 
 # ---------------------------------------------------------------------------- KeyService
-
-
-pytestmark = pytest.mark.anyio
 
 
 async def _service(
@@ -374,3 +375,25 @@ async def test_cache_ttl_zero_unwraps_every_time() -> None:
         assert await service.unwrap(KEY, TENANT, key.object_id, key.wrapped) == key.dek
     assert vault.attempts == 4
     assert len(service.cache) == 0
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def test_settings_allow_no_pool_and_bound_the_bucket_keys() -> None:
+    settings = Settings.model_validate({"keys": {"pool_size": 0, "cache_ttl_seconds": 0}})
+    assert (settings.keys.pool_size, settings.keys.bucket_keys.enabled) == (0, False)
+    enabled = Settings.model_validate({"keys": {"bucket_keys": {"enabled": True}}})
+    assert enabled.keys.bucket_keys.lifetime_seconds == 300
+    assert enabled.keys.bucket_keys.max_uses == 10_000
+    assert enabled.keys.bucket_keys.max_bytes == 1 << 30
+    for bad in (
+        {"lifetime_seconds": 0},
+        {"lifetime_seconds": 7200},
+        {"max_uses": 0},
+        {"max_uses": 10_000_000},
+        {"max_bytes": 0},
+        {"surprise": True},
+    ):
+        with pytest.raises(ValidationError):
+            Settings.model_validate({"keys": {"bucket_keys": {"enabled": True, **bad}}})
