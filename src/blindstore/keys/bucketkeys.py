@@ -55,6 +55,7 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 #: salt ‖ nonce ‖ AES-256-GCM(DEK) ‖ tag.
 _BLOB_SIZE = SALT_SIZE + NONCE_SIZE + DEK_SIZE + TAG_SIZE
+_NONCE_END = SALT_SIZE + NONCE_SIZE
 #: Marks a per-data-subject Transit key name (``hgw-p-<tenant>-<subject>``).
 _SUBJECT_KEY_MARK = "-p-"
 
@@ -110,9 +111,6 @@ def open_dek(bucket_key: bytes, tenant_id: bytes, object_id: bytes, wrapped: str
         )
     except InvalidTag:
         raise KeyServiceError("bucket-key wrapped DEK failed authentication") from None
-
-
-_NONCE_END = SALT_SIZE + NONCE_SIZE
 
 
 def _parse(wrapped: str) -> tuple[bytes, bytes]:
