@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install bench bench-backends demo clean
+.PHONY: run test lint install bench bench-backends bench-keys demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 ## make bench-backends: PUT/GET MB/s through the gateway vs direct, on each storage stand-in.
 bench-backends: $(STAMP) $(AZURITE)
 	$(BIN)/python benchmarks/bench_backends.py
+
+## make bench-keys: Vault calls per object and 4 KiB ops/s: no pool, pool + cache, bucket keys.
+bench-keys: $(STAMP)
+	$(BIN)/python benchmarks/bench_keys.py
 
 clean:
 	rm -rf $(VENV) .tools .blindstore .blindstore-demo .pytest_cache .mypy_cache .ruff_cache

@@ -240,11 +240,15 @@ def start_rclone(workdir: Path, access_key: str, secret_key: str) -> Target:
 
 
 def start_gateway(
-    workdir: Path, log_level: str = "info", storage: dict[str, Any] | None = None
+    workdir: Path,
+    log_level: str = "info",
+    storage: dict[str, Any] | None = None,
+    keys: dict[str, Any] | None = None,
 ) -> Target:
     """OpenBao (dev, audit on) + ``blindstore serve`` with one tenant made by the CLI.
 
-    ``storage`` is the config's ``storage`` section (default: the local disk under ``workdir``).
+    ``storage`` is the config's ``storage`` section (default: the local disk under ``workdir``);
+    ``keys`` its ``keys`` section (default: the defaults).
     """
     vault = start_openbao(workdir=workdir / "openbao", audit=True)
     try:
@@ -258,6 +262,7 @@ def start_gateway(
                     "storage": storage or {"backend": "local", "path": str(workdir / "blobs")},
                     "catalog": {"url": f"sqlite:///{workdir / 'catalog.db'}"},
                     "log_level": log_level,
+                    **({"keys": keys} if keys is not None else {}),
                 }
             ),
             encoding="utf-8",

@@ -41,15 +41,32 @@ class VaultSettings(_Frozen):
     timeout_seconds: float = Field(10.0, gt=0)
 
 
+class BucketKeySettings(_Frozen):
+    """Opt-in bucket-key mode, a WEAKER model (docs/operations.md "Bucket-key mode").
+
+    DEKs of new objects are wrapped locally under a bucket key that Transit wraps once; that key
+    stays in gateway RAM until one of its bounds is reached. The defaults are the caps of
+    SECURITY-NOTES §2.5-5. ``buckets`` empty: every bucket (when enabled).
+    """
+
+    enabled: bool = False
+    buckets: tuple[str, ...] = ()
+    lifetime_seconds: float = Field(300.0, gt=0, le=3600)
+    max_uses: int = Field(10_000, ge=1, le=100_000)
+    max_bytes: int = Field(1024 * MiB, ge=1, le=16 * 1024 * MiB)
+
+
 class KeySettings(_Frozen):
-    #: Pre-wrapped DEKs kept per tenant key; one Transit batch call refills it.
-    pool_size: int = Field(128, ge=1, le=1024)
+    #: Pre-wrapped DEKs kept per tenant key; one Transit batch call refills it. 0: no pool,
+    #: every PUT wraps its own DEK in one Transit call.
+    pool_size: int = Field(128, ge=0, le=1024)
     pool_ttl_seconds: float = Field(300.0, gt=0, le=300)
     #: Unwrapped DEKs are cached per object for ranged-read bursts; memory ≤ entries × ~200 B.
     cache_ttl_seconds: float = Field(60.0, ge=0, le=60)
     cache_entries: int = Field(10_000, ge=0)
     #: How often each gateway re-reads which keys were crypto-shredded (reads stop within it).
     revocation_refresh_seconds: float = Field(2.0, gt=0, le=60)
+    bucket_keys: BucketKeySettings = BucketKeySettings()
 
 
 class StorageSettings(_Frozen):

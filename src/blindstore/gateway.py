@@ -295,7 +295,7 @@ class Gateway:
         await self.owned_bucket(principal, bucket_name)
         tenant = principal.tenant
         targets, quorum = self._place(principal, bucket_name, key, meta, size)
-        datakey = await self._new_data_key(tenant, meta)
+        datakey = await self._new_data_key(tenant, meta, bucket_name, size)
         part, stored, failed = await self._write_segment(
             targets, quorum, tenant, datakey.object_id, datakey.dek, 0, body, check
         )
@@ -321,13 +321,18 @@ class Gateway:
         )
         return await self._commit(record, datakey.dek, if_match, if_none_match)
 
-    async def _new_data_key(self, tenant: Tenant, meta: WriteMeta) -> DataKey:
-        """A DEK under the tenant's key, or under the data subject's key if there is one."""
+    async def _new_data_key(
+        self, tenant: Tenant, meta: WriteMeta, bucket: str, size: int | None
+    ) -> DataKey:
+        """A DEK under the tenant's key (``bucket`` and ``size`` serve bucket-key mode), or
+        under the data subject's key if there is one."""
         key_name = meta.subject_key
         if key_name is None and meta.subject is not None:
             key_name = await self._subject_key(tenant, meta.subject)
         if key_name is None:
-            return await self.keys.new_data_key(tenant.key_name, tenant.tenant_id)
+            return await self.keys.new_data_key(
+                tenant.key_name, tenant.tenant_id, bucket=bucket, size=size
+            )
         self.check_not_revoked(key_name)
         # A subject key wraps few objects: no pool. Transit creates it on first use (upsert).
         return await self.keys.new_data_key(key_name, tenant.tenant_id, pooled=False)
@@ -366,7 +371,12 @@ class Gateway:
             await self._discard(replaced)
         # A read soon after a write (very common) then needs no Vault round trip.
         self.keys.remember(
-            record.key_name, record.tenant_id, record.object_id, record.wrapped_dek, dek
+            record.key_name,
+            record.tenant_id,
+            record.object_id,
+            record.wrapped_dek,
+            dek,
+            size=record.size,
         )
         return record
 
@@ -844,7 +854,7 @@ class Gateway:
         tenant = principal.tenant
         # Placed now, size unknown: every part goes to the same targets.
         targets, quorum = self._place(principal, bucket_name, key, meta, None)
-        datakey = await self._new_data_key(tenant, meta)
+        datakey = await self._new_data_key(tenant, meta, bucket_name, None)
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(self.rng(24)).decode().rstrip("="),
             bucket=bucket_name,
@@ -1021,6 +1031,15 @@ class Gateway:
             await self._delete_copies(part.backends, upload.container, part.blob)
         if replaced is not None:
             await self._discard(replaced)
+        # As after a PUT; bucket-key mode also counts the size, unknown when the DEK was issued.
+        self.keys.remember(
+            record.key_name,
+            record.tenant_id,
+            record.object_id,
+            record.wrapped_dek,
+            dek,
+            size=record.size,
+        )
         return record
 
     async def abort_upload(

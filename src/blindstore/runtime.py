@@ -9,15 +9,18 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 
 import structlog
 import uvicorn
 
 from blindstore.backends.registry import build_backend
+from blindstore.catalog.base import BucketKey, Catalog
 from blindstore.catalog.sql import SqlCatalog
 from blindstore.config import Settings
 from blindstore.errors import ServiceUnavailable
 from blindstore.gateway import Gateway
+from blindstore.keys.bucketkeys import BucketKeyPolicy, StoredBucketKey
 from blindstore.keys.service import KeyService
 from blindstore.keys.transit import TransitKeyWrapper, resolve_token
 from blindstore.placement import PolicyHolder, build_declared
@@ -63,6 +66,21 @@ def open_catalog(settings: Settings) -> SqlCatalog:
     return SqlCatalog(settings.catalog.url)
 
 
+class CatalogBucketKeyStore:
+    """The keys' ``BucketKeyStore`` over the catalog (keys and catalog do not import each
+    other: this adapter is where they meet)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    async def save(self, key: StoredBucketKey) -> None:
+        await self._catalog.put_bucket_key(BucketKey(**asdict(key)))
+
+    async def load(self, bucket_key_id: bytes) -> StoredBucketKey | None:
+        row = await self._catalog.get_bucket_key(bucket_key_id)
+        return None if row is None else StoredBucketKey(**asdict(row))
+
+
 def transit_wrapper(settings: Settings) -> TransitKeyWrapper:
     vault = settings.vault
     token = resolve_token(vault.token.get_secret_value() if vault.token else None, vault.token_file)
@@ -79,12 +97,22 @@ def transit_wrapper(settings: Settings) -> TransitKeyWrapper:
 async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """A ready gateway over the configured services; everything is closed on exit."""
     catalog = open_catalog(settings)
+    bucket_keys = settings.keys.bucket_keys
     keys = KeyService(
         transit_wrapper(settings),
         pool_size=settings.keys.pool_size,
         pool_ttl=settings.keys.pool_ttl_seconds,
         cache_ttl=settings.keys.cache_ttl_seconds,
         cache_max_entries=settings.keys.cache_entries,
+        # Always given, enabled or not: objects written in bucket-key mode stay readable.
+        bucket_key_store=CatalogBucketKeyStore(catalog),
+        bucket_key_policy=BucketKeyPolicy(
+            enabled=bucket_keys.enabled,
+            buckets=frozenset(bucket_keys.buckets),
+            lifetime=bucket_keys.lifetime_seconds,
+            max_uses=bucket_keys.max_uses,
+            max_bytes=bucket_keys.max_bytes,
+        ),
     )
     storage = settings.storage
     policy_path = settings.placement.policy

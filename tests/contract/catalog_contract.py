@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from blindstore.catalog.base import (
     AccessKey,
     Bucket,
+    BucketKey,
     Catalog,
     ObjectRecord,
     StoredPart,
@@ -965,3 +966,60 @@ class CatalogContract:
         repaired = await catalog.get_object("photos", "a")
         assert repaired is not None
         assert (repaired.backends, repaired.repairs) == ((BACKEND, "s3"), ())
+
+    async def test_bucket_keys_round_trip_and_ids_are_unique(self, catalog: Catalog) -> None:
+        key = make_bucket_key("bk", version=2)
+        await catalog.put_bucket_key(key)
+
+        assert await catalog.get_bucket_key(key.bucket_key_id) == key
+        assert await catalog.get_bucket_key(ident("missing")) is None
+        with pytest.raises(InvalidArgument):
+            await catalog.put_bucket_key(dataclasses.replace(key, bucket="other"))
+
+    async def test_bucket_keys_below_a_version_page_by_id_within_one_key_name(
+        self, catalog: Catalog
+    ) -> None:
+        old = sorted(
+            (make_bucket_key(f"old{i}", version=1 + i % 2) for i in range(5)),
+            key=lambda k: k.bucket_key_id,
+        )
+        for key in old:
+            await catalog.put_bucket_key(key)
+        await catalog.put_bucket_key(make_bucket_key("current", version=3))
+        await catalog.put_bucket_key(make_bucket_key("elsewhere", version=1, key_name="hgw-t-x"))
+
+        first = await catalog.bucket_keys_below(TENANT.key_name, 3, limit=3)
+        rest = await catalog.bucket_keys_below(
+            TENANT.key_name, 3, after=first[-1].bucket_key_id, limit=3
+        )
+        assert first + rest == old
+        assert [k.key_version for k in await catalog.bucket_keys_below(TENANT.key_name, 2)] == [
+            1 for k in old if k.key_version == 1
+        ]
+
+    async def test_rewrap_bucket_key_is_a_compare_and_set_on_the_wrapped_form(
+        self, catalog: Catalog
+    ) -> None:
+        key = make_bucket_key("bk", version=1)
+        await catalog.put_bucket_key(key)
+
+        assert await catalog.rewrap_bucket_key(key.bucket_key_id, key.wrapped, "vault:v2:BBBB", 2)
+        assert not await catalog.rewrap_bucket_key(
+            key.bucket_key_id, key.wrapped, "vault:v3:CCCC", 3
+        )
+        assert not await catalog.rewrap_bucket_key(ident("gone"), key.wrapped, "vault:v2:DD", 2)
+        assert await catalog.get_bucket_key(key.bucket_key_id) == dataclasses.replace(
+            key, wrapped="vault:v2:BBBB", key_version=2
+        )
+
+
+def make_bucket_key(label: str, *, version: int, key_name: str = TENANT.key_name) -> BucketKey:
+    return BucketKey(
+        bucket_key_id=ident(label),
+        tenant_id=TENANT.tenant_id,
+        bucket="photos",
+        wrapped=f"vault:v{version}:{blob(label)[3:]}",
+        key_name=key_name,
+        key_version=version,
+        created=1000.0,
+    )

@@ -117,6 +117,7 @@ async def test_postgres_orders_names_by_bytes_whatever_the_database_collation(
         engine.dispose()
 
     assert [tuple(row) for row in collations] == [
+        ("bucket_keys", "bucket", "C"),
         ("buckets", "name", "C"),
         ("objects", "bucket", "C"),
         ("objects", "key", "C"),

@@ -195,6 +195,23 @@ class KeyUsage:
     uploads: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BucketKey:
+    """A bucket key of bucket-key mode, wrapped by the tenant's Transit key like a DEK.
+
+    ``wrapped`` is ``vault:vN:...`` with context ``dek_context(tenant_id, bucket_key_id)``; a
+    rewrap changes ``wrapped`` and ``key_version`` only.
+    """
+
+    bucket_key_id: bytes  # 16 random bytes
+    tenant_id: bytes
+    bucket: str
+    wrapped: str
+    key_name: str
+    key_version: int
+    created: float
+
+
 @runtime_checkable
 class Catalog(Protocol):
     # tenants and credentials
@@ -401,3 +418,24 @@ class Catalog(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # bucket keys (bucket-key mode; rows are never deleted: objects may still name them)
+    async def put_bucket_key(self, key: BucketKey) -> None:
+        """Record a new bucket key; InvalidArgument if its id exists."""
+        ...
+
+    async def get_bucket_key(self, bucket_key_id: bytes) -> BucketKey | None: ...
+
+    async def bucket_keys_below(
+        self, key_name: str, version: int, *, after: bytes = b"", limit: int = 100
+    ) -> list[BucketKey]:
+        """Bucket keys under ``key_name`` wrapped by a version below ``version`` (to rewrap),
+        ordered by id, ids strictly after ``after``."""
+        ...
+
+    async def rewrap_bucket_key(
+        self, bucket_key_id: bytes, old_wrapped: str, wrapped: str, key_version: int
+    ) -> bool:
+        """Replace a bucket key's wrapped form if it still is ``old_wrapped`` (compare and set);
+        False if it changed meanwhile or is gone."""
+        ...

@@ -13,6 +13,7 @@ from typing import Any
 from blindstore.catalog.base import (
     AccessKey,
     Bucket,
+    BucketKey,
     ObjectRecord,
     StoredPart,
     Tenant,
@@ -272,3 +273,22 @@ def part_from_row(row: Sequence[Any]) -> UploadPart:
         decode_dict(checksums),
         decode_names(backends),
     )
+
+
+def bucket_key_values(key: BucketKey) -> dict[str, Any]:
+    """Column values of a bucket key row."""
+    return {
+        "bucket_key_id": key.bucket_key_id,
+        "tenant_id": key.tenant_id,
+        "bucket": key.bucket,
+        "wrapped": key.wrapped,
+        "key_name": key.key_name,
+        "key_version": key.key_version,
+        "created": key.created,
+    }
+
+
+def bucket_key_from_row(row: Sequence[Any]) -> BucketKey:
+    """A bucket key from its row."""
+    bucket_key_id, tenant_id, bucket, wrapped, key_name, key_version, created = row
+    return BucketKey(bucket_key_id, tenant_id, bucket, wrapped, key_name, key_version, created)

@@ -180,3 +180,19 @@ shreds = Table(
     #: The signed certificate (JSON), once the keys are destroyed.
     Column("certificate", Text, nullable=True),
 )
+
+#: Bucket-key mode: one row per bucket key, wrapped by the tenant's Transit key. No foreign keys:
+#: a row outlives its bucket's deletion harmlessly, and objects name it by id only.
+bucket_keys = Table(
+    "bucket_keys",
+    metadata,
+    Column("bucket_key_id", LargeBinary(16), primary_key=True),
+    Column("tenant_id", LargeBinary(16), nullable=False),
+    Column("bucket", ByteOrderedText, nullable=False),
+    Column("wrapped", Text, nullable=False),
+    Column("key_name", Text, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("created", Double, nullable=False),
+    # Rotation finds the rows wrapped by an old version of a key.
+    Index(None, "key_name", "key_version"),
+)

@@ -46,6 +46,7 @@ from blindstore.catalog import migrate
 from blindstore.catalog.base import (
     AccessKey,
     Bucket,
+    BucketKey,
     ListPage,
     ObjectRecord,
     Tenant,
@@ -58,6 +59,8 @@ from blindstore.catalog.records import (
     access_key_from_row,
     access_key_values,
     bucket_from_row,
+    bucket_key_from_row,
+    bucket_key_values,
     bucket_values,
     decode_names,
     decode_parts,
@@ -74,6 +77,7 @@ from blindstore.catalog.records import (
 )
 from blindstore.catalog.schema import (
     access_keys,
+    bucket_keys,
     buckets,
     objects,
     tenants,
@@ -690,6 +694,68 @@ class SqlCatalog(KeyLifecycleQueries):
     async def close(self) -> None:
         """Close every pooled connection."""
         await anyio.to_thread.run_sync(self._engine.dispose)
+
+    # -- bucket keys ------------------------------------------------------------------------
+
+    async def put_bucket_key(self, key: BucketKey) -> None:
+        """Record a new bucket key; InvalidArgument if its id exists."""
+
+        def work(conn: Connection) -> None:
+            try:
+                conn.execute(bucket_keys.insert(), bucket_key_values(key))
+            except sa_exc.IntegrityError as exc:
+                raise InvalidArgument("A bucket key with this id already exists.") from exc
+
+        await self._run(_WRITE, work)
+
+    async def get_bucket_key(self, bucket_key_id: bytes) -> BucketKey | None:
+        """The bucket key with this id, or None."""
+
+        def work(conn: Connection) -> BucketKey | None:
+            row = conn.execute(
+                select(bucket_keys).where(bucket_keys.c.bucket_key_id == bucket_key_id)
+            ).first()
+            return None if row is None else bucket_key_from_row(row)
+
+        return await self._run(_READ, work)
+
+    async def bucket_keys_below(
+        self, key_name: str, version: int, *, after: bytes = b"", limit: int = 100
+    ) -> list[BucketKey]:
+        """Bucket keys under ``key_name`` wrapped by a version below ``version``, by id."""
+
+        def work(conn: Connection) -> list[BucketKey]:
+            rows = conn.execute(
+                select(bucket_keys)
+                .where(
+                    bucket_keys.c.key_name == key_name,
+                    bucket_keys.c.key_version < version,
+                    bucket_keys.c.bucket_key_id > after,
+                )
+                .order_by(bucket_keys.c.bucket_key_id)
+                .limit(limit)
+            )
+            return [bucket_key_from_row(row) for row in rows]
+
+        return await self._run(_READ, work)
+
+    async def rewrap_bucket_key(
+        self, bucket_key_id: bytes, old_wrapped: str, wrapped: str, key_version: int
+    ) -> bool:
+        """Replace a bucket key's wrapped form if it is still ``old_wrapped``."""
+
+        def work(conn: Connection) -> bool:
+            changed = conn.execute(
+                update(bucket_keys)
+                .where(
+                    bucket_keys.c.bucket_key_id == bucket_key_id,
+                    bucket_keys.c.wrapped == old_wrapped,
+                )
+                .values(wrapped=wrapped, key_version=key_version)
+            ).rowcount
+            return bool(changed)
+
+        return await self._run(_WRITE, work)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ DEK_CONTEXT_LABEL = b"hgw/v1/dek"
 #: ``vault:v<N>:<base64>``, the ciphertext form shared by Vault and OpenBao Transit. A wrapped
 #: 32-byte DEK is ~90 characters; the cap rejects junk before it reaches the key service.
 _WRAPPED_FORM = re.compile(r"vault:v([1-9][0-9]{0,9}):[A-Za-z0-9+/]{4,1024}={0,2}")
+#: ``bk1:<bucket key id hex>:<base64 of 76 bytes>``: a DEK wrapped locally under a bucket key
+#: (``keys.bucketkeys``, docs/format.md).
+BUCKET_WRAPPED_FORM = re.compile(r"bk1:([0-9a-f]{32}):([A-Za-z0-9+/]{102}==)")
 
 
 def dek_context(tenant_id: bytes, object_id: bytes) -> bytes:
@@ -32,9 +35,16 @@ def dek_context(tenant_id: bytes, object_id: bytes) -> bytes:
 
 
 def parse_key_version(wrapped: str) -> int:
-    """The key version N of a ``vault:vN:...`` wrapped DEK; malformed → ``KeyServiceError``."""
+    """The key version N of a ``vault:vN:...`` wrapped DEK; malformed → ``KeyServiceError``.
+
+    A ``bk1:`` value (bucket-key mode) gives 0: its DEK is wrapped by a bucket key, not by
+    Transit, and the Transit version that matters is the bucket key's (its ``bucket_keys`` row;
+    the object row's ``key_version`` copies it at write time).
+    """
     match = _WRAPPED_FORM.fullmatch(wrapped)
     if match is None:
+        if BUCKET_WRAPPED_FORM.fullmatch(wrapped) is not None:
+            return 0
         raise KeyServiceError("wrapped data key is not of the form vault:vN:<base64>")
     return int(match.group(1))
 
@@ -53,10 +63,17 @@ class DataKey:
 @runtime_checkable
 class KeyWrapper(Protocol):
     async def new_data_key(
-        self, key_name: str, tenant_id: bytes, *, pooled: bool = True
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        *,
+        bucket: str | None = None,
+        size: int | None = None,
+        pooled: bool = True,
     ) -> DataKey:
         """A never-used DEK wrapped under ``key_name`` for a new object id chosen here.
 
+        ``bucket`` and ``size`` (if known) describe the object: bucket-key mode uses them.
         ``pooled=False``: wrap it now, in its own call (for keys that wrap few objects, such as
         a data subject's: a pool of pre-wrapped DEKs per subject would waste Vault calls).
         """
@@ -77,9 +94,20 @@ class KeyWrapper(Protocol):
         ...
 
     def remember(
-        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        object_id: bytes,
+        wrapped: str,
+        dek: bytes,
+        *,
+        size: int | None = None,
     ) -> None:
-        """Cache a DEK the caller just used to write (a read soon after needs no unwrap)."""
+        """Cache a DEK the caller just used to write (a read soon after needs no unwrap).
+
+        ``size``: the committed object's size (bucket-key mode counts it if it was not known
+        when the DEK was issued).
+        """
         ...
 
     async def close(self) -> None: ...

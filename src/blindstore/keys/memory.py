@@ -81,9 +81,15 @@ class InMemoryKeyWrapper:
         return [self._unwrap_one(versions, item) for item in items]
 
     async def new_data_key(
-        self, key_name: str, tenant_id: bytes, *, pooled: bool = True
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        *,
+        bucket: str | None = None,
+        size: int | None = None,
+        pooled: bool = True,
     ) -> DataKey:
-        """One fresh wrapped DEK."""
+        """One fresh wrapped DEK (``bucket``, ``size`` and ``pooled`` are ignored)."""
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 
     async def unwrap(
@@ -101,7 +107,14 @@ class InMemoryKeyWrapper:
         """Nothing is cached at this layer."""
 
     def remember(
-        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        object_id: bytes,
+        wrapped: str,
+        dek: bytes,
+        *,
+        size: int | None = None,
     ) -> None:
         """Nothing is cached at this layer."""
 

@@ -249,9 +249,16 @@ class TransitKeyWrapper:
         return outcomes
 
     async def new_data_key(
-        self, key_name: str, tenant_id: bytes, *, pooled: bool = True
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        *,
+        bucket: str | None = None,
+        size: int | None = None,
+        pooled: bool = True,
     ) -> DataKey:
-        """One DEK, one round trip (the pool in ``KeyService`` amortises this)."""
+        """One DEK, one round trip (the pool in ``KeyService`` amortises this); ``bucket``,
+        ``size`` and ``pooled`` only matter to ``KeyService``."""
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 
     async def unwrap(
@@ -268,7 +275,14 @@ class TransitKeyWrapper:
         """Nothing is cached at this layer."""
 
     def remember(
-        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        object_id: bytes,
+        wrapped: str,
+        dek: bytes,
+        *,
+        size: int | None = None,
     ) -> None:
         """Nothing is cached at this layer."""
 

@@ -10,11 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Table
 
-from blindstore.catalog.base import AccessKey, Bucket, StoredPart
+from blindstore.catalog.base import AccessKey, Bucket, BucketKey, StoredPart
 from blindstore.catalog.records import (
     access_key_from_row,
     access_key_values,
     bucket_from_row,
+    bucket_key_from_row,
+    bucket_key_values,
     bucket_values,
     decode_dict,
     decode_parts,
@@ -29,7 +31,15 @@ from blindstore.catalog.records import (
     upload_from_row,
     upload_values,
 )
-from blindstore.catalog.schema import access_keys, buckets, objects, tenants, upload_parts, uploads
+from blindstore.catalog.schema import (
+    access_keys,
+    bucket_keys,
+    buckets,
+    objects,
+    tenants,
+    upload_parts,
+    uploads,
+)
 from tests.contract.catalog_contract import TENANT, make_object, make_part, make_upload
 
 _text = st.text(max_size=20)
@@ -86,6 +96,12 @@ def test_encodings_are_compact_and_keep_unicode_readable() -> None:
             upload_from_row,
         ),
         (upload_parts, make_part("u1", 3), part_values, part_from_row),
+        (
+            bucket_keys,
+            BucketKey(b"k" * 16, TENANT.tenant_id, "photos", "vault:v1:AAAA", "hgw-t", 1, 3.0),
+            bucket_key_values,
+            bucket_key_from_row,
+        ),
     ],
 )
 def test_rows_follow_the_column_order_of_the_schema(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 
 from blindstore.errors import KeyServiceError, KeyServiceUnavailable
 from blindstore.keys import justification
 from blindstore.keys.base import DataKey, WrappedDek
+from blindstore.keys.bucketkeys import StoredBucketKey
 from blindstore.keys.justification import Justification
 from blindstore.keys.memory import InMemoryKeyWrapper
 
@@ -67,7 +69,14 @@ class OutageKeyWrapper:
         await self._call(len(items))
         return await self.inner.unwrap_batch(key_name, items)
 
-    async def new_data_key(self, key_name: str, tenant_id: bytes) -> DataKey:
+    async def new_data_key(
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        *,
+        bucket: str | None = None,
+        size: int | None = None,
+    ) -> DataKey:
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 
     async def unwrap(
@@ -84,7 +93,14 @@ class OutageKeyWrapper:
         self.inner.forget(tenant_id, object_id)
 
     def remember(
-        self, key_name: str, tenant_id: bytes, object_id: bytes, wrapped: str, dek: bytes
+        self,
+        key_name: str,
+        tenant_id: bytes,
+        object_id: bytes,
+        wrapped: str,
+        dek: bytes,
+        *,
+        size: int | None = None,
     ) -> None:
         self.inner.remember(key_name, tenant_id, object_id, wrapped, dek)
 
@@ -99,3 +115,21 @@ class OutageKeyWrapper:
             await self._gate.wait()
         if self.down:
             raise KeyServiceUnavailable("key service unreachable: ConnectionError")
+
+
+class MemoryBucketKeyStore:
+    """A ``BucketKeyStore`` in a dict; ``rows`` is open to tests that tamper with it."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, StoredBucketKey] = {}
+        self.loads = 0
+
+    async def save(self, key: StoredBucketKey) -> None:
+        await anyio.lowlevel.checkpoint()
+        assert key.bucket_key_id not in self.rows
+        self.rows[key.bucket_key_id] = key
+
+    async def load(self, bucket_key_id: bytes) -> StoredBucketKey | None:
+        self.loads += 1
+        await anyio.lowlevel.checkpoint()
+        return self.rows.get(bucket_key_id)
