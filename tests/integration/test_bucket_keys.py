@@ -19,7 +19,10 @@ from botocore.exceptions import ClientError
 
 from blindstore.catalog.base import Tenant
 from blindstore.devtools.openbao import OpenBaoServer
+from blindstore.keys.admin import TransitAdmin
 from blindstore.keys.bucketkeys import bucket_key_id_of
+from blindstore.keys.transit import make_client
+from blindstore.lifecycle.rewrap import rewrap_key
 from tests.gwserver import RunningGateway, start_gateway
 from tests.integration import blobs
 
@@ -284,3 +287,32 @@ def test_without_pool_and_cache_every_put_and_get_is_one_transit_call(
         for key, data in objects.items():
             assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
     assert _transit_calls(openbao, _tenant(gw, "demo").key_name) == {"encrypt": 5, "decrypt": 10}
+
+
+def test_rewrap_moves_bucket_keys_and_their_objects_stay_readable(
+    openbao: OpenBaoServer, gateways: list[RunningGateway], tmp_path: Path
+) -> None:
+    gw = _start(gateways, openbao, tmp_path / "gw", keys={"bucket_keys": BUCKET_KEYS})
+    s3 = gw.client("demo")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket="direct")  # not in bucket-key mode: Transit-wrapped DEKs
+    objects = _put_many(s3, BUCKET, 5)
+    s3.put_object(Bucket="direct", Key="k", Body=b"direct")
+    tenant = _tenant(gw, "demo")
+    (bucket_key,) = gw.run(gw.gateway.catalog.bucket_keys_below(tenant.key_name, 2))
+    openbao.request("POST", f"transit/keys/{tenant.key_name}/rotate", {})
+    admin = TransitAdmin(make_client(openbao.addr, openbao.token))
+
+    report = gw.run(rewrap_key(gw.gateway.catalog, admin, tenant.key_name, settle=0))
+
+    assert report.rewrapped == 2  # the bucket key and the one direct object, not 5 objects
+    assert (report.remaining, report.failed, report.min_decryption_version) == (0, 0, 2)
+    moved = gw.run(gw.gateway.catalog.get_bucket_key(bucket_key.bucket_key_id))
+    assert moved is not None
+    assert moved.key_version == 2
+    assert moved.wrapped != bucket_key.wrapped
+    gw = _restart(gateways, openbao, gw)  # nothing cached: the bucket key unwraps under v2
+    s3 = gw.client("demo")
+    for key, data in objects.items():
+        assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+    assert s3.get_object(Bucket="direct", Key="k")["Body"].read() == b"direct"

@@ -25,6 +25,7 @@ from blindstore.catalog.base import (
 )
 from blindstore.catalog.records import object_from_row, upload_from_row
 from blindstore.catalog.schema import (
+    bucket_keys,
     buckets,
     objects,
     shreds,
@@ -172,6 +173,7 @@ class KeyLifecycleQueries:
                     .where(
                         objects.c.key_name == key_name,
                         objects.c.key_version < version,
+                        _transit_wrapped(objects),
                         or_(
                             objects.c.bucket > first,
                             and_(objects.c.bucket == first, objects.c.key > second),
@@ -195,6 +197,7 @@ class KeyLifecycleQueries:
                 .where(
                     uploads.c.key_name == key_name,
                     uploads.c.key_version < version,
+                    _transit_wrapped(uploads),
                     uploads.c.upload_id > after[0],
                 )
                 .order_by(uploads.c.upload_id)
@@ -213,7 +216,9 @@ class KeyLifecycleQueries:
             for table in (objects, uploads):
                 total += conn.execute(
                     select(func.count()).where(
-                        table.c.key_name == key_name, table.c.key_version < version
+                        table.c.key_name == key_name,
+                        table.c.key_version < version,
+                        _transit_wrapped(table),
                     )
                 ).scalar_one()
             return total
@@ -309,9 +314,16 @@ class KeyLifecycleQueries:
             conn.execute(delete(objects).where(objects.c.bucket.in_(names)))
             conn.execute(delete(objects).where(objects.c.tenant_id == tenant_id))
             conn.execute(delete(buckets).where(buckets.c.tenant_id == tenant_id))
+            conn.execute(delete(bucket_keys).where(bucket_keys.c.tenant_id == tenant_id))
             return KeyUsage(objects=int(count), bytes=int(total), uploads=pending.rowcount)
 
         return await self._write(work)
+
+
+def _transit_wrapped(table: Any) -> Any:
+    """Rows whose DEK Transit wrapped (``vault:vN:``); bucket-key mode's ``bk1:`` DEKs are
+    wrapped by a bucket key, whose own row in ``bucket_keys`` is what a rewrap moves."""
+    return table.c.wrapped_dek.startswith("vault:", autoescape=True)
 
 
 def _live_subject(tenant_id: bytes, subject_digest: bytes) -> Any:

@@ -56,7 +56,17 @@ async def pending_count(catalog: Catalog, admin: TransitAdmin, key_names: list[s
     for name in key_names:
         info = await admin.key_info(name)
         if info is not None:
-            total += await catalog.count_wrapped_below(name, info.latest_version)
+            total += await _count_below(catalog, name, info.latest_version)
+    return total
+
+
+async def _count_below(catalog: Catalog, key_name: str, version: int) -> int:
+    """Objects, uploads and bucket keys wrapped by ``key_name`` below ``version``."""
+    total = await catalog.count_wrapped_below(key_name, version)
+    after = b""
+    while page := await catalog.bucket_keys_below(key_name, version, after=after, limit=500):
+        total += len(page)
+        after = page[-1].bucket_key_id
     return total
 
 
@@ -90,7 +100,30 @@ async def rewrap_key(
             errors.extend(messages)
             progress(len(refs))
             after = refs[-1].locator
-    remaining = await catalog.count_wrapped_below(key_name, latest)
+    # Bucket keys (bucket-key mode) are wrapped by the tenant key like DEKs; their objects'
+    # DEKs are wrapped by them, so moving the bucket key moves those objects.
+    after_id = b""
+    while bucket_keys := await catalog.bucket_keys_below(
+        key_name, latest, after=after_id, limit=batch_size
+    ):
+        items = [
+            RewrapItem(k.wrapped, dek_context(k.tenant_id, k.bucket_key_id)) for k in bucket_keys
+        ]
+        for bucket_key, outcome in zip(
+            bucket_keys, await admin.rewrap(key_name, items), strict=True
+        ):
+            if isinstance(outcome, KeyServiceError):
+                failed += 1
+                errors.append(outcome.message)
+            elif await catalog.rewrap_bucket_key(
+                bucket_key.bucket_key_id, bucket_key.wrapped, outcome, parse_key_version(outcome)
+            ):
+                rewrapped += 1
+            else:
+                skipped += 1
+        progress(len(bucket_keys))
+        after_id = bucket_keys[-1].bucket_key_id
+    remaining = await _count_below(catalog, key_name, latest)
     floor = info.min_decryption_version
     reason = _reason_not_to_raise(
         raise_floor, remaining, floor, latest, info.versions.get(latest), settle, clock()
@@ -104,7 +137,7 @@ async def rewrap_key(
             reason = f"this identity may not raise min_decryption_version ({exc.message})"
         else:
             # A pooled DEK or an upload wrapped before the rotation may have committed meanwhile.
-            if await catalog.count_wrapped_below(key_name, latest):
+            if await _count_below(catalog, key_name, latest):
                 await admin.set_min_decryption_version(key_name, floor)
                 reason = "rows wrapped by an older version appeared meanwhile: run again"
             else:
