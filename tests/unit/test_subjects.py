@@ -30,7 +30,7 @@ def test_the_digest_of_a_subject_is_stable_and_differs_per_tenant_and_per_subjec
     assert digest != subject_digest(TENANT, "Patient-1")
 
 
-@pytest.mark.parametrize("subject", ["patient-1", "patient-000001", "NIR 1 85 05 78 006 084 36", "Zoë"])
+@pytest.mark.parametrize("subject", ["patient-1", "patient-000001", "NIR 185 057 800 6084", "Zoë"])
 def test_the_digest_never_contains_the_subject_id(subject: str) -> None:
     digest = subject_digest(TENANT, subject)
 
