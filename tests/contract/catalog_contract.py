@@ -22,11 +22,15 @@ from blindstore.catalog.base import (
     Bucket,
     BucketKey,
     Catalog,
+    KeyUsage,
     ObjectRecord,
+    Shred,
     StoredPart,
+    SubjectKey,
     Tenant,
     Upload,
     UploadPart,
+    WrappedRef,
 )
 from blindstore.errors import (
     BlindstoreError,
@@ -157,6 +161,45 @@ def model_listing(
         [name for name, common in page if common],
         truncated,
         page[-1][0] if truncated else None,
+    )
+
+
+def subject_key(label: str, *, tenant: Tenant = TENANT, created: float = 5000.0) -> SubjectKey:
+    """A data subject's key; the digest stands for a subject named ``label``."""
+    return SubjectKey(
+        key_name=f"hgw-p-{tenant.tenant_id.hex()}-{ident(label).hex()}",
+        tenant_id=tenant.tenant_id,
+        subject_digest=hashlib.sha256(label.encode()).digest(),
+        created=created,
+    )
+
+
+def make_shred(
+    shred_id: str,
+    key_names: Sequence[str],
+    *,
+    scope: str = "subject",
+    tenant: Tenant = TENANT,
+    requested: float = 6000.0,
+) -> Shred:
+    return Shred(
+        shred_id=shred_id,
+        scope="tenant" if scope == "tenant" else "subject",
+        tenant_id=tenant.tenant_id,
+        key_names=tuple(key_names),
+        requested=requested,
+        destroy_after=requested + 86400.0,
+        operator="dpo@example.org",
+    )
+
+
+def wrapped_by(record: ObjectRecord, key_name: str, version: int) -> ObjectRecord:
+    """The record with its DEK wrapped by ``key_name`` at ``version``."""
+    return dataclasses.replace(
+        record,
+        key_name=key_name,
+        key_version=version,
+        wrapped_dek=f"vault:v{version}:{record.bucket}/{record.key}",
     )
 
 
@@ -1011,6 +1054,403 @@ class CatalogContract:
         assert await catalog.get_bucket_key(key.bucket_key_id) == dataclasses.replace(
             key, wrapped="vault:v2:BBBB", key_version=2
         )
+
+    # -- data-subject keys ---------------------------------------------------------------------
+
+    async def test_a_subject_key_is_found_by_its_tenant_and_digest(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.create_tenant(OTHER_TENANT)
+        mine = subject_key("patient-1")
+        theirs = subject_key("patient-1", tenant=OTHER_TENANT)
+
+        assert await catalog.add_subject_key(mine) == mine
+        assert await catalog.add_subject_key(theirs) == theirs
+
+        assert await catalog.get_subject_key(TENANT.tenant_id, mine.subject_digest) == mine
+        assert await catalog.get_subject_key(OTHER_TENANT.tenant_id, mine.subject_digest) == theirs
+        other_digest = subject_key("patient-2").subject_digest
+        assert await catalog.get_subject_key(TENANT.tenant_id, other_digest) is None
+        assert await catalog.list_subject_keys(TENANT.tenant_id) == [mine]
+
+    async def test_adding_a_second_key_for_a_live_subject_returns_the_first(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        first = subject_key("patient-1")
+        await catalog.add_subject_key(first)
+        second = dataclasses.replace(first, key_name="hgw-p-second", created=5001.0)
+
+        assert await catalog.add_subject_key(second) == first
+        assert await catalog.list_subject_keys(TENANT.tenant_id) == [first]
+
+    async def test_concurrent_additions_of_a_subject_key_agree_on_one(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        base = subject_key("patient-1")
+        returned: list[SubjectKey] = []
+
+        async def add(n: int) -> None:
+            returned.append(
+                await catalog.add_subject_key(dataclasses.replace(base, key_name=f"k{n}"))
+            )
+
+        async with anyio.create_task_group() as tg:
+            for n in range(6):
+                tg.start_soon(add, n)
+
+        stored = await catalog.list_subject_keys(TENANT.tenant_id)
+        assert len(stored) == 1
+        assert returned == [stored[0]] * 6
+
+    async def test_a_shredded_subject_gets_a_new_live_key_and_the_old_one_is_kept(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        old = subject_key("patient-1", created=5000.0)
+        await catalog.add_subject_key(old)
+        await catalog.record_shred(make_shred("s1", [old.key_name], requested=6000.0))
+
+        assert await catalog.get_subject_key(TENANT.tenant_id, old.subject_digest) is None
+        new = dataclasses.replace(old, key_name="hgw-p-new", created=7000.0)
+        assert await catalog.add_subject_key(new) == new
+
+        assert await catalog.get_subject_key(TENANT.tenant_id, old.subject_digest) == new
+        assert await catalog.list_subject_keys(TENANT.tenant_id) == [
+            dataclasses.replace(old, shredded=6000.0),
+            new,
+        ]
+
+    # -- crypto-shredding records ---------------------------------------------------------------
+
+    async def test_a_tenant_shred_marks_the_tenant_and_its_subject_keys_until_cancelled(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.create_tenant(OTHER_TENANT)
+        patient = subject_key("patient-1")
+        bystander = subject_key("patient-1", tenant=OTHER_TENANT)
+        await catalog.add_subject_key(patient)
+        await catalog.add_subject_key(bystander)
+        shred = make_shred("s1", [TENANT.key_name, patient.key_name], scope="tenant")
+
+        await catalog.record_shred(shred)
+
+        assert await catalog.list_shreds() == [shred]
+        assert await catalog.get_tenant(TENANT.tenant_id) == dataclasses.replace(
+            TENANT, shredded=shred.requested
+        )
+        assert await catalog.get_tenant(OTHER_TENANT.tenant_id) == OTHER_TENANT
+        assert await catalog.list_subject_keys(TENANT.tenant_id) == [
+            dataclasses.replace(patient, shredded=shred.requested)
+        ]
+        assert await catalog.list_subject_keys(OTHER_TENANT.tenant_id) == [bystander]
+        assert await catalog.revoked_key_names() == {TENANT.key_name, patient.key_name}
+
+        await catalog.cancel_shred("s1")
+
+        assert await catalog.list_shreds() == []
+        assert await catalog.get_tenant(TENANT.tenant_id) == TENANT
+        assert await catalog.list_subject_keys(TENANT.tenant_id) == [patient]
+        assert await catalog.revoked_key_names() == frozenset()
+
+    async def test_a_subject_shred_marks_only_its_keys(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        shredded, kept = subject_key("patient-1"), subject_key("patient-2")
+        await catalog.add_subject_key(shredded)
+        await catalog.add_subject_key(kept)
+
+        await catalog.record_shred(make_shred("s1", [shredded.key_name]))
+
+        assert await catalog.get_tenant(TENANT.tenant_id) == TENANT
+        assert await catalog.get_subject_key(TENANT.tenant_id, shredded.subject_digest) is None
+        assert await catalog.get_subject_key(TENANT.tenant_id, kept.subject_digest) == kept
+        assert await catalog.revoked_key_names() == {shredded.key_name}
+
+    async def test_finishing_a_shred_records_its_certificate_and_forbids_cancelling(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        shred = make_shred("s1", [TENANT.key_name], scope="tenant")
+        await catalog.record_shred(shred)
+
+        await catalog.finish_shred("s1", 9000.5, '{"type": "certificate"}')
+
+        done = dataclasses.replace(shred, destroyed=9000.5, certificate='{"type": "certificate"}')
+        assert await catalog.list_shreds() == [done]
+        with pytest.raises(ValueError, match="destroyed"):
+            await catalog.cancel_shred("s1")
+        assert await catalog.list_shreds() == [done]
+        assert await catalog.revoked_key_names() == {TENANT.key_name}
+        tenant = await catalog.get_tenant(TENANT.tenant_id)
+        assert tenant is not None
+        assert tenant.shredded == shred.requested
+
+    async def test_cancelling_an_unknown_shred_does_nothing(self, catalog: Catalog) -> None:
+        await catalog.cancel_shred("never-recorded")
+
+        assert await catalog.list_shreds() == []
+
+    async def test_shreds_are_listed_oldest_first_and_all_revoke_their_keys(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        late = make_shred("a-late", ["hgw-p-late"], requested=7000.0)
+        early = make_shred("z-early", ["hgw-p-early", "hgw-p-also"], requested=6000.0)
+        await catalog.record_shred(late)
+        await catalog.record_shred(early)
+        await catalog.finish_shred("z-early", 6500.0, "{}")
+
+        assert [s.shred_id for s in await catalog.list_shreds()] == ["z-early", "a-late"]
+        assert await catalog.revoked_key_names() == {"hgw-p-late", "hgw-p-early", "hgw-p-also"}
+
+    async def test_key_usage_counts_objects_bytes_and_uploads_of_the_named_keys(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(wrapped_by(make_object("photos", "a", parts=["1"]), "kp", 1))
+        await catalog.put_object(wrapped_by(make_object("photos", "b", parts=["1", "2"]), "kq", 1))
+        await catalog.put_object(make_object("photos", "tenant-key"))
+        await catalog.create_upload(
+            dataclasses.replace(make_upload("photos", "u", "u1"), key_name="kp")
+        )
+        await catalog.create_upload(make_upload("photos", "u", "u2"))
+
+        assert await catalog.key_usage(["kp", "kq"]) == KeyUsage(objects=2, bytes=300, uploads=1)
+        assert await catalog.key_usage(["kq"]) == KeyUsage(objects=1, bytes=200, uploads=0)
+        assert await catalog.key_usage(["unused"]) == KeyUsage()
+        assert await catalog.key_usage([]) == KeyUsage()
+
+    # -- rewrap ----------------------------------------------------------------------------------
+
+    async def test_wrapped_below_pages_objects_by_location_below_a_version(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog, "alpha")
+        await setup_bucket(catalog, "beta")
+        k = TENANT.key_name
+        old = [
+            wrapped_by(make_object("beta", "a"), k, 1),
+            wrapped_by(make_object("alpha", "z"), k, 2),
+            wrapped_by(make_object("alpha", "b"), k, 1),
+        ]
+        for record in old:
+            await catalog.put_object(record)
+        await catalog.put_object(wrapped_by(make_object("alpha", "current"), k, 3))
+        await catalog.put_object(wrapped_by(make_object("alpha", "other-key"), "hgw-other", 1))
+
+        first = await catalog.wrapped_below("objects", k, 3, limit=2)
+        rest = await catalog.wrapped_below("objects", k, 3, after=first[-1].locator, limit=2)
+
+        by_location = sorted(old, key=lambda r: (r.bucket, r.key))
+        assert first + rest == [
+            WrappedRef(
+                "objects", (r.bucket, r.key), r.tenant_id, r.object_id, r.wrapped_dek, r.key_version
+            )
+            for r in by_location
+        ]
+        assert [ref.locator for ref in first] == [("alpha", "b"), ("alpha", "z")]
+        assert [ref.locator for ref in await catalog.wrapped_below("objects", k, 2)] == [
+            ("alpha", "b"),
+            ("beta", "a"),
+        ]
+        assert await catalog.wrapped_below("objects", k, 1) == []
+        assert await catalog.wrapped_below("uploads", k, 3) == []
+
+    async def test_wrapped_below_pages_pending_uploads_by_upload_id(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        for upload_id, version in (("u3", 1), ("u1", 2), ("u2", 5), ("u4", 1)):
+            await catalog.create_upload(
+                dataclasses.replace(make_upload("photos", "k", upload_id), key_version=version)
+            )
+
+        first = await catalog.wrapped_below("uploads", TENANT.key_name, 5, limit=2)
+        rest = await catalog.wrapped_below("uploads", TENANT.key_name, 5, after=first[-1].locator)
+
+        assert first == [
+            WrappedRef("uploads", ("u1", ""), TENANT.tenant_id, ident("u1"), "vault:v1:upload", 2),
+            WrappedRef("uploads", ("u3", ""), TENANT.tenant_id, ident("u3"), "vault:v1:upload", 1),
+        ]
+        assert [ref.locator for ref in rest] == [("u4", "")]
+        assert await catalog.wrapped_below("objects", TENANT.key_name, 5) == []
+
+    async def test_count_wrapped_below_covers_objects_and_uploads_of_one_key(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        k = TENANT.key_name
+        await catalog.put_object(wrapped_by(make_object("photos", "a"), k, 1))
+        await catalog.put_object(wrapped_by(make_object("photos", "b"), k, 2))
+        await catalog.put_object(wrapped_by(make_object("photos", "c"), "hgw-other", 1))
+        await catalog.create_upload(
+            dataclasses.replace(make_upload("photos", "u", "u1"), key_version=1)
+        )
+
+        assert await catalog.count_wrapped_below(k, 2) == 2
+        assert await catalog.count_wrapped_below(k, 3) == 3
+        assert await catalog.count_wrapped_below(k, 1) == 0
+        assert await catalog.count_wrapped_below("hgw-other", 2) == 1
+
+    async def test_replace_wrapped_stores_only_rows_unchanged_meanwhile(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        k = TENANT.key_name
+        for key in ("kept", "rewritten", "replaced", "deleted"):
+            await catalog.put_object(wrapped_by(make_object("photos", key), k, 1))
+        await catalog.create_upload(
+            dataclasses.replace(make_upload("photos", "u", "u1"), key_version=1)
+        )
+        refs = {
+            ref.locator[0] if ref.table == "uploads" else ref.locator[1]: ref
+            for ref in [
+                *await catalog.wrapped_below("objects", k, 2),
+                *await catalog.wrapped_below("uploads", k, 2),
+            ]
+        }
+        # Meanwhile: a client overwrites one row with a new DEK, another with a new object that
+        # happens to carry the same wrapped text, and deletes a third.
+        await catalog.put_object(
+            dataclasses.replace(make_object("photos", "rewritten"), wrapped_dek="vault:v2:fresh")
+        )
+        clash = wrapped_by(make_object("photos", "replaced", etag="other"), k, 1)
+        assert clash.wrapped_dek == refs["replaced"].wrapped
+        await catalog.put_object(clash)
+        await catalog.delete_object("photos", "deleted")
+
+        stored = await catalog.replace_wrapped(
+            [(ref, f"vault:v2:new-{name}", 2) for name, ref in refs.items()]
+        )
+
+        assert stored == 2
+        kept = await catalog.get_object("photos", "kept")
+        assert kept is not None
+        assert (kept.wrapped_dek, kept.key_version) == ("vault:v2:new-kept", 2)
+        upload = await catalog.get_upload("u1")
+        assert upload is not None
+        assert (upload.wrapped_dek, upload.key_version) == ("vault:v2:new-u1", 2)
+        rewritten = await catalog.get_object("photos", "rewritten")
+        assert rewritten is not None
+        assert rewritten.wrapped_dek == "vault:v2:fresh"
+        assert await catalog.get_object("photos", "replaced") == clash
+        assert await catalog.get_object("photos", "deleted") is None
+        assert await catalog.replace_wrapped([]) == 0
+
+    # -- purges after shredding ------------------------------------------------------------------
+
+    async def test_objects_and_uploads_with_keys_are_found_by_key_name(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await setup_bucket(catalog, "archive")
+        mine = [
+            wrapped_by(make_object("photos", "c"), "kp", 1),
+            wrapped_by(make_object("archive", "z"), "kq", 4),
+            wrapped_by(make_object("photos", "a"), "kp", 2),
+        ]
+        for record in mine:
+            await catalog.put_object(record)
+        await catalog.put_object(make_object("photos", "b"))
+        pending = dataclasses.replace(make_upload("photos", "k", "u2"), key_name="kq")
+        await catalog.create_upload(pending)
+        await catalog.create_upload(make_upload("photos", "k", "u1"))
+
+        first = await catalog.objects_with_keys(["kp", "kq"], limit=2)
+        rest = await catalog.objects_with_keys(["kp", "kq"], after=("photos", "a"))
+
+        assert first == sorted(mine, key=lambda r: (r.bucket, r.key))[:2]
+        assert rest == [mine[0]]
+        assert await catalog.objects_with_keys(["unused"]) == []
+        assert await catalog.uploads_with_keys(["kp", "kq"]) == [pending]
+        assert await catalog.uploads_with_keys(["kp"]) == []
+
+    async def test_delete_object_version_removes_only_that_version(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        record = make_object("photos", "a", etag="v1")
+        await catalog.put_object(record)
+
+        assert await catalog.delete_object_version("photos", "a", ident("another")) is None
+        assert await catalog.get_object("photos", "a") == record
+        assert await catalog.delete_object_version("photos", "a", record.object_id) == record
+        assert await catalog.get_object("photos", "a") is None
+        assert await catalog.delete_object_version("photos", "a", record.object_id) is None
+
+    async def test_purging_a_tenant_deletes_its_data_and_nothing_else(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await setup_bucket(catalog, "empty")
+        await catalog.create_tenant(OTHER_TENANT)
+        await catalog.create_bucket(Bucket("theirs", OTHER_TENANT.tenant_id, 1.0))
+        mine_key = AccessKey("AKIAMINE", "s1", TENANT.tenant_id, 1.0)
+        their_key = AccessKey("AKIATHEIRS", "s2", OTHER_TENANT.tenant_id, 1.0)
+        await catalog.add_access_key(mine_key)
+        await catalog.add_access_key(their_key)
+        patient = subject_key("patient-1")
+        await catalog.add_subject_key(patient)
+        await catalog.put_object(make_object("photos", "a", parts=["1", "2"]))
+        await catalog.put_object(wrapped_by(make_object("photos", "b"), patient.key_name, 1))
+        await catalog.create_upload(make_upload("photos", "big", "u1"))
+        await catalog.put_part(make_part("u1", 1))
+        theirs = make_object("theirs", "a", tenant=OTHER_TENANT)
+        await catalog.put_object(theirs)
+        their_upload = dataclasses.replace(
+            make_upload("theirs", "big", "u2"),
+            tenant_id=OTHER_TENANT.tenant_id,
+            container=OTHER_TENANT.container,
+        )
+        await catalog.create_upload(their_upload)
+        their_part = make_part("u2", 1)
+        await catalog.put_part(their_part)
+        shred = make_shred("s1", [TENANT.key_name, patient.key_name], scope="tenant")
+        await catalog.record_shred(shred)
+
+        assert await catalog.purge_tenant(TENANT.tenant_id) == KeyUsage(
+            objects=2, bytes=300, uploads=1
+        )
+
+        assert await catalog.list_buckets(TENANT.tenant_id) == []
+        assert await catalog.get_bucket("photos") is None
+        assert await catalog.get_object("photos", "a") is None
+        assert await catalog.get_upload("u1") is None
+        assert await catalog.referenced_blobs(BACKEND) == {
+            (OTHER_TENANT.container, theirs.parts[0].blob),
+            (OTHER_TENANT.container, their_part.blob),
+        }
+        # The tenant row, its credentials, subject keys and shredding records stay.
+        assert await catalog.get_tenant(TENANT.tenant_id) == dataclasses.replace(
+            TENANT, shredded=shred.requested
+        )
+        assert await catalog.get_access_key("AKIAMINE") == mine_key
+        assert len(await catalog.list_subject_keys(TENANT.tenant_id)) == 1
+        assert await catalog.list_shreds() == [shred]
+        # Another tenant is untouched.
+        assert await catalog.get_access_key("AKIATHEIRS") == their_key
+        assert await catalog.get_object("theirs", "a") == theirs
+        assert await catalog.get_upload("u2") == their_upload
+        assert await catalog.list_parts("u2") == ([their_part], False)
+        assert await catalog.purge_tenant(TENANT.tenant_id) == KeyUsage()
+
+    async def test_cancelling_a_subject_shred_after_the_subject_got_a_new_key_keeps_the_new_one(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        old = subject_key("patient-1", created=5000.0)
+        await catalog.add_subject_key(old)
+        await catalog.record_shred(make_shred("s1", [old.key_name], requested=6000.0))
+        new = dataclasses.replace(old, key_name="hgw-p-new", created=7000.0)
+        await catalog.add_subject_key(new)
+
+        await catalog.cancel_shred("s1")
+
+        assert await catalog.list_shreds() == []
+        assert await catalog.revoked_key_names() == frozenset()
+        assert await catalog.get_subject_key(TENANT.tenant_id, old.subject_digest) == new
+        # The restored key stays retired: one live key per subject.
+        assert await catalog.list_subject_keys(TENANT.tenant_id) == [
+            dataclasses.replace(old, shredded=6000.0),
+            new,
+        ]
 
 
 def make_bucket_key(label: str, *, version: int, key_name: str = TENANT.key_name) -> BucketKey:

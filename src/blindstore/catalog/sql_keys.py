@@ -11,8 +11,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.sql.expression import ColumnElement
 
 from blindstore.catalog.base import (
     KeyUsage,
@@ -379,8 +380,18 @@ def _mark(conn: Connection, shred: Shred, when: float | None) -> None:
         conn.execute(
             update(tenants).where(tenants.c.tenant_id == shred.tenant_id).values(shredded=when)
         )
-    conn.execute(
-        update(subject_keys)
-        .where(subject_keys.c.key_name.in_(list(shred.key_names)))
-        .values(shredded=when)
-    )
+    marked: ColumnElement[bool] = subject_keys.c.key_name.in_(list(shred.key_names))
+    if when is None:
+        # A subject written to during the grace period got a new live key: the restored one
+        # stays retired (one live key per subject; its data reads again, as only shredding
+        # records revoke), and a later shred of the subject covers both (``new_subject_shred``).
+        live = subject_keys.alias("live")
+        marked = and_(
+            marked,
+            ~exists().where(
+                live.c.tenant_id == subject_keys.c.tenant_id,
+                live.c.subject_digest == subject_keys.c.subject_digest,
+                live.c.shredded.is_(None),
+            ),
+        )
+    conn.execute(update(subject_keys).where(marked).values(shredded=when))

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from blindstore.catalog.base import Catalog
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
 
@@ -76,6 +77,17 @@ def _run(work: Callable[[], Awaitable[T]], op: str) -> T:
         raise _fail(exc) from exc
     except BaseExceptionGroup as group:
         raise _fail_group(group) from group
+
+
+async def _unrevoked_subject_keys(catalog: Catalog, tenant_id: bytes) -> list[str]:
+    """A tenant's subject keys that no shredding request covers: the live ones, and retired ones
+    whose shredding was restored after the subject got a new key (their data is readable)."""
+    revoked = await catalog.revoked_key_names()
+    return [
+        key.key_name
+        for key in await catalog.list_subject_keys(tenant_id)
+        if key.key_name not in revoked
+    ]
 
 
 def _settings(data_dir: Path | None, config: Path | None) -> Settings:
@@ -141,8 +153,7 @@ def rotate(
             found = await _tenant(catalog, tenant)
             names = [found.key_name]
             if include_subjects:
-                subjects = await catalog.list_subject_keys(found.tenant_id)
-                names += [key.key_name for key in subjects if key.shredded is None]
+                names += await _unrevoked_subject_keys(catalog, found.tenant_id)
         finally:
             await catalog.close()
         rotated = []
@@ -195,8 +206,7 @@ def rewrap(
                 if found.shredded is not None:
                     continue
                 names.append(found.key_name)
-                subjects = await catalog.list_subject_keys(found.tenant_id)
-                names += [key.key_name for key in subjects if key.shredded is None]
+                names += await _unrevoked_subject_keys(catalog, found.tenant_id)
             names = [name for name in names if await admin.key_info(name) is not None]
             total = await pending_count(catalog, admin, names)
             reports = []
@@ -308,10 +318,9 @@ def shred(
             found = await _tenant(catalog, tenant)
             who = _operator(operator, await admin.display_name())
             if subject is None:
-                subjects = await catalog.list_subject_keys(found.tenant_id)
                 request = shredding.new_tenant_shred(
                     found,
-                    [key.key_name for key in subjects if key.shredded is None],
+                    await _unrevoked_subject_keys(catalog, found.tenant_id),
                     grace=grace_seconds,
                     operator=who,
                 )

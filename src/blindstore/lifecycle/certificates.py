@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 from blindstore.errors import BlindstoreError
 
 CERTIFICATE_TYPE = "blindstore/crypto-shredding-certificate/v1"
+_TRANSIT_SIGNATURE = re.compile(r"vault:v([1-9][0-9]{0,8}):([^:]*)")
 
 
 class CertificateInvalid(BlindstoreError):
@@ -69,9 +71,15 @@ def verify(certificate: Mapping[str, Any], public_keys: Mapping[int, bytes]) -> 
     if not isinstance(signature, dict) or signature.get("algorithm") != "ed25519":
         raise CertificateInvalid("the certificate carries no ed25519 signature")
     version = signature.get("key_version")
-    raw = _signature_bytes(signature.get("value"))
-    if not isinstance(version, int) or version not in public_keys:
+    named, raw = _signature_bytes(signature.get("value"))
+    # bool is an int to Python (True == 1): "key_version": true must not pass for version 1.
+    if not isinstance(version, int) or isinstance(version, bool) or version not in public_keys:
         raise CertificateInvalid(f"no public key for signing key version {version!r}")
+    if named != version:
+        # Neither is covered by the signature; they must at least agree with each other.
+        raise CertificateInvalid(
+            f"the signature names key version {named} but key_version says {version}"
+        )
     try:
         Ed25519PublicKey.from_public_bytes(public_keys[version]).verify(
             raw, canonical_bytes(certificate)
@@ -100,14 +108,15 @@ def public_key_from_pem(pem: bytes) -> bytes:
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def _signature_bytes(value: object) -> bytes:
-    """The 64 raw bytes of a Transit signature ``vault:vN:<base64>``."""
-    if not isinstance(value, str) or value.count(":") != 2 or not value.startswith("vault:v"):
+def _signature_bytes(value: object) -> tuple[int, bytes]:
+    """The key version N and the 64 raw bytes of a Transit signature ``vault:vN:<base64>``."""
+    match = _TRANSIT_SIGNATURE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         raise CertificateInvalid("the signature is not of the form vault:vN:<base64>")
     try:
-        raw = base64.b64decode(value.split(":", 2)[2], validate=True)
+        raw = base64.b64decode(match.group(2), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise CertificateInvalid("the signature is not valid base64") from exc
     if len(raw) != 64:
         raise CertificateInvalid("an ed25519 signature is 64 bytes")
-    return raw
+    return int(match.group(1)), raw

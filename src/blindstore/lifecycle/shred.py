@@ -92,16 +92,24 @@ async def new_subject_shred(
     clock: Callable[[], float] = time.time,
     rng: Callable[[int], bytes] = secrets.token_bytes,
 ) -> Shred:
-    """A request to shred one data subject's key (found by its digest, never stored)."""
-    key = await catalog.get_subject_key(tenant.tenant_id, subject_digest(tenant.tenant_id, subject))
-    if key is None:
+    """A request to shred a data subject's keys (found by its digest, never stored): the live
+    one and any retired one no shredding request covers (a request restored after the subject
+    got a new key leaves its key retired, see ``Catalog.cancel_shred``)."""
+    digest = subject_digest(tenant.tenant_id, subject)
+    revoked = await catalog.revoked_key_names()
+    names = tuple(
+        key.key_name
+        for key in await catalog.list_subject_keys(tenant.tenant_id)
+        if key.subject_digest == digest and key.key_name not in revoked
+    )
+    if not names:
         raise NothingToShred("no live key for this data subject in this tenant")
     now = clock()
     return Shred(
         shred_id=rng(16).hex(),
         scope="subject",
         tenant_id=tenant.tenant_id,
-        key_names=(key.key_name,),
+        key_names=names,
         requested=now,
         destroy_after=now + grace,
         operator=operator,
