@@ -404,7 +404,7 @@ async def test_background_loop_renews_on_the_injected_clock() -> None:
         await anyio.lowlevel.checkpoint()
 
     holder = TokenHolder()
-    session = VaultSession(holder, _approle(), vault, clock=clock, sleep=sleep)  # type: ignore[arg-type]
+    session = VaultSession(holder, _approle(), vault, clock=clock, sleep=sleep)
     await session.start()
     with pytest.raises(anyio.get_cancelled_exc_class()):
         await session.run()
