@@ -308,7 +308,7 @@ class VaultSession:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         retry_min: float = 1.0,
         retry_max: float = 30.0,
-        relogin_interval: float = 5.0,
+        relogin_interval: float = 1.0,
         limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.client = client
