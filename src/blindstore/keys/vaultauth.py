@@ -125,6 +125,10 @@ class LoginMethod(Protocol):
         """A token, with its TTL (blocking)."""
         ...
 
+    def known_token(self) -> str | None:
+        """The token usable before any call to Vault (a static token), else ``None``."""
+        ...
+
 
 @dataclass(slots=True)
 class StaticToken:
@@ -137,6 +141,9 @@ class StaticToken:
 
     def obtain(self, api: AuthApi) -> TokenLease:
         return api.lookup_self(self.secret.read())
+
+    def known_token(self) -> str | None:
+        return self.secret.read()
 
 
 @dataclass(slots=True)
@@ -163,6 +170,9 @@ class AppRoleLogin:
         role_id = self.role_id.read()
         secret_id = self.secret_id.read() if self.secret_id is not None else self._unwrap(api)
         return api.login(self.name, self.mount, {"role_id": role_id, "secret_id": secret_id})
+
+    def known_token(self) -> str | None:
+        return None
 
     def _unwrap(self, api: AuthApi) -> str:
         if self._unwrapped is not None:
@@ -197,6 +207,9 @@ class KubernetesLogin:
 
     def obtain(self, api: AuthApi) -> TokenLease:
         return api.login(self.name, self.mount, {"role": self.role, "jwt": self.jwt.read()})
+
+    def known_token(self) -> str | None:
+        return None
 
 
 class HvacAuthApi:
@@ -351,6 +364,9 @@ class VaultSession:
         """The first login. Refusals and bad settings raise; an unreachable Vault is logged and
         the login retried by ``tick()``."""
         async with self._lock:
+            # A static token serves even if its lookup must wait for Vault: calls then fail
+            # closed (503) as Vault is down, rather than being sent without a token.
+            self.client.token = self.method.known_token() or ""
             try:
                 await self._login()
             except KeyServiceUnavailable as exc:
@@ -438,7 +454,10 @@ class VaultSession:
                 await self._login()
             except (KeyServiceUnavailable, KeyServiceError, ConfigError) as exc:
                 log.error("vault_login_failed", method=self.method.name, error=exc.message)
-                self._retry_later("login")
+                if self.method.can_login or isinstance(exc, KeyServiceUnavailable):
+                    self._retry_later("login")
+                else:
+                    self._schedule("none", math.inf)  # a refused static token stays refused
         elif action == "warn":
             left = max(0.0, self._expires_at - self._clock())
             log.error(

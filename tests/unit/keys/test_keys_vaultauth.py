@@ -253,6 +253,20 @@ async def test_static_token_is_renewed_then_reported_at_its_max_ttl() -> None:
     assert session.logins == 1
 
 
+async def test_static_token_serves_while_its_lookup_waits_for_vault() -> None:
+    clock = ManualClock()
+    vault = FakeVault(clock, down=True)
+    token = vault.issue()
+    session, holder = _session(vault, StaticToken(Secret("Vault token", token)))
+    await session.start()
+    assert holder.token == token
+    assert session.next_action == "login"
+    vault.down = False
+    clock.advance(session.next_due - clock())
+    await session.tick()
+    assert session.next_action == "renew"
+
+
 async def test_token_without_ttl_is_left_alone() -> None:
     clock = ManualClock()
     vault = FakeVault(clock)

@@ -131,3 +131,10 @@ def test_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"vault.ca_cert: .*missing.pem"):
         runtime.vault_session(settings)
+
+
+def test_example_deployment_settings_are_valid() -> None:
+    example = Path(__file__).parents[3] / "deploy" / "blindstore.example.yaml"
+    settings = load(example, {"VAULT_TOKEN": "ignored with approle"})
+    assert settings.vault.auth.method == "approle"
+    assert settings.vault.token is None
