@@ -17,6 +17,7 @@ appear in messages or logs.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -30,12 +31,13 @@ import anyio
 import anyio.to_thread
 import hvac.exceptions
 import requests  # type: ignore[import-untyped,unused-ignore]
-import structlog
 
 from blindstore.errors import BlindstoreError, ConfigError, KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.transit import describe_tls_error
 
-log = structlog.get_logger("blindstore.vault")
+#: Standard logging, as the other edge modules: one-shot CLI commands keep a clean stdout, and
+#: messages start with a stable event name (``vault_login``...) for alerting.
+_log = logging.getLogger(__name__)
 
 #: Renew (or log in again) when this fraction of the token's TTL has passed.
 RENEW_FRACTION = 2 / 3
@@ -370,7 +372,9 @@ class VaultSession:
             try:
                 await self._login()
             except KeyServiceUnavailable as exc:
-                log.warning("vault_login_deferred", method=self.method.name, error=exc.message)
+                _log.warning(
+                    "vault_login_deferred: method %s: %s; retrying", self.method.name, exc.message
+                )
                 self._retry_later("login")
 
     async def tick(self) -> float:
@@ -406,11 +410,9 @@ class VaultSession:
                 except BlindstoreError:
                     return False
             if not self.method.can_login:
-                log.error(
-                    "vault_token_invalid",
-                    method=self.method.name,
-                    detail="the static Vault token expired or was revoked; "
-                    "give a new one (vault.token/token_file) and restart",
+                _log.error(
+                    "vault_token_invalid: the static Vault token expired or was revoked; "
+                    "give a new one (vault.token/token_file) and restart"
                 )
                 return False
             if self._clock() - self._last_login < self._relogin_interval:
@@ -420,7 +422,7 @@ class VaultSession:
             except ConfigError as exc:
                 raise KeyServiceUnavailable(exc.message) from exc
             except KeyServiceError as exc:
-                log.error("vault_login_failed", method=self.method.name, error=exc.message)
+                _log.error("vault_login_failed: %s", exc.message)
                 self._retry_later("login")
                 raise
             return True
@@ -453,19 +455,18 @@ class VaultSession:
             try:
                 await self._login()
             except (KeyServiceUnavailable, KeyServiceError, ConfigError) as exc:
-                log.error("vault_login_failed", method=self.method.name, error=exc.message)
+                _log.error("vault_login_failed: %s", exc.message)
                 if self.method.can_login or isinstance(exc, KeyServiceUnavailable):
                     self._retry_later("login")
                 else:
                     self._schedule("none", math.inf)  # a refused static token stays refused
         elif action == "warn":
             left = max(0.0, self._expires_at - self._clock())
-            log.error(
-                "vault_token_expiring",
-                method=self.method.name,
-                seconds_left=round(left),
-                detail="the static Vault token cannot be renewed further; give a new one "
-                "(vault.token/token_file) and restart, or use AppRole/Kubernetes auth",
+            _log.error(
+                "vault_token_expiring: the static Vault token expires in %d s and cannot be "
+                "renewed further; give a new one (vault.token/token_file) and restart, or use "
+                "AppRole/Kubernetes auth",
+                round(left),
             )
             self._schedule("none", math.inf)
 
@@ -478,12 +479,12 @@ class VaultSession:
         self._last_login = now
         self._failures = 0
         self.logins += 1
-        log.info(
-            "vault_login",
-            method=self.method.name,
-            mount=self.method.mount,
-            ttl=lease.ttl,
-            renewable=lease.renewable,
+        _log.info(
+            "vault_login: method %s, mount %s, ttl %g s, renewable %s",
+            self.method.name,
+            self.method.mount,
+            lease.ttl,
+            lease.renewable,
         )
         self._plan(lease, now, capped=False)
 
@@ -494,21 +495,19 @@ class VaultSession:
         try:
             renewed = await self._in_thread(self._api.renew_self, lease.token, increment)
         except KeyServiceUnavailable as exc:
-            log.warning("vault_renew_failed", method=self.method.name, error=exc.message)
+            _log.warning("vault_renew_failed: %s; retrying", exc.message)
             self._retry_later("renew")
             return
         except (KeyServiceError, ConfigError) as exc:
             # Refused (403): expired, revoked, or not renewable any more.
-            log.warning("vault_renew_refused", method=self.method.name, error=exc.message)
+            _log.warning("vault_renew_refused: %s", exc.message)
             if self.method.can_login:
                 self._schedule("login", self._clock())
                 await self._step()
             else:
-                log.error(
-                    "vault_token_invalid",
-                    method=self.method.name,
-                    detail="the static Vault token can no longer be renewed; give a new one "
-                    "(vault.token/token_file) and restart",
+                _log.error(
+                    "vault_token_invalid: the static Vault token can no longer be renewed; "
+                    "give a new one (vault.token/token_file) and restart"
                 )
                 self._schedule("none", math.inf)
             return
@@ -519,7 +518,12 @@ class VaultSession:
             self.client.token = renewed.token
         self._lease = renewed
         capped = renewed.ttl < self._full_ttl
-        log.info("vault_token_renewed", method=self.method.name, ttl=renewed.ttl, capped=capped)
+        _log.info(
+            "vault_token_renewed: method %s, ttl %g s%s",
+            self.method.name,
+            renewed.ttl,
+            " (capped by its max TTL)" if capped else "",
+        )
         self._plan(renewed, now, capped=capped)
 
     def _plan(self, lease: TokenLease, now: float, *, capped: bool) -> None:

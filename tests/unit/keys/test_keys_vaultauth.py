@@ -8,6 +8,7 @@ raises after translation. The real endpoints are exercised in tests/integration/
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,6 @@ from typing import Any
 
 import anyio
 import pytest
-from structlog.testing import capture_logs
 
 from blindstore.errors import ConfigError, KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.vaultauth import (
@@ -127,6 +127,15 @@ class TokenHolder:
     token: str = ""
 
 
+def _events(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The event names (the text before ``:``) of the warnings and errors logged."""
+    return [
+        record.getMessage().split(":", 1)[0]
+        for record in caplog.records
+        if record.levelno >= logging.WARNING
+    ]
+
+
 def _approle() -> AppRoleLogin:
     return AppRoleLogin(Secret("role id", ROLE_ID), secret_id=Secret("secret id", SECRET_ID))
 
@@ -211,15 +220,16 @@ async def test_unreachable_vault_delays_the_renewal_but_not_past_expiry() -> Non
     assert holder.token in vault.tokens
 
 
-async def test_unreachable_vault_at_startup_is_retried_in_the_background() -> None:
+async def test_unreachable_vault_at_startup_is_retried_in_the_background(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = ManualClock()
     vault = FakeVault(clock, down=True)
     session, holder = _session(vault, retry_min=1.0)
-    with capture_logs() as logs:
-        await session.start()
+    await session.start()
     assert holder.token == ""
     assert session.next_action == "login"
-    assert [entry["event"] for entry in logs] == ["vault_login_deferred"]
+    assert _events(caplog) == ["vault_login_deferred"]
     vault.down = False
     clock.advance(session.next_due - clock())
     await session.tick()
@@ -234,7 +244,9 @@ async def test_refused_login_at_startup_names_method_and_mount_but_no_secret() -
     assert SECRET_ID not in str(raised.value)
 
 
-async def test_static_token_is_renewed_then_reported_at_its_max_ttl() -> None:
+async def test_static_token_is_renewed_then_reported_at_its_max_ttl(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = ManualClock()
     vault = FakeVault(clock, ttl=30, max_ttl=45)
     token = vault.issue()
@@ -245,10 +257,10 @@ async def test_static_token_is_renewed_then_reported_at_its_max_ttl() -> None:
     await session.tick()  # capped: it cannot log in, so it warns before expiry
     assert session.next_action == "warn"
     clock.advance(session.next_due - clock())
-    with capture_logs() as logs:
-        await session.tick()
-    assert [entry["event"] for entry in logs] == ["vault_token_expiring"]
-    assert token not in str(logs)
+    caplog.clear()
+    await session.tick()
+    assert _events(caplog) == ["vault_token_expiring"]
+    assert token not in caplog.text
     assert session.next_due == math.inf
     assert session.logins == 1
 
@@ -385,15 +397,17 @@ async def test_recover_does_not_log_in_again_right_after_a_login() -> None:
     assert session.logins == 1
 
 
-async def test_recover_of_a_revoked_static_token_reports_it() -> None:
+async def test_recover_of_a_revoked_static_token_reports_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     vault = FakeVault(ManualClock())
     token = vault.issue()
     session, _ = _session(vault, StaticToken(Secret("Vault token", token)))
     await session.start()
     vault.revoke(token)
-    with capture_logs() as logs:
-        assert not await session.recover(token)
-    assert [entry["event"] for entry in logs] == ["vault_token_invalid"]
+    caplog.clear()
+    assert not await session.recover(token)
+    assert _events(caplog) == ["vault_token_invalid"]
 
 
 async def test_recover_while_vault_is_down_fails_closed() -> None:
