@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import json
 import secrets
 import threading
@@ -23,11 +24,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from blindstore import runtime
 from blindstore.config import Settings
-from blindstore.devtools.openbao import OpenBaoServer, start_openbao
+from blindstore.devtools.openbao import OpenBaoServer, free_port, start_openbao
 from blindstore.errors import ConfigError, KeyServiceError
 from tests.gwserver import start_gateway
 
@@ -352,24 +353,65 @@ class TokenReviewStandIn:
         self._thread.join(5)
 
 
+class ThrowawayCA:
+    """A throwaway certificate authority issuing server and client certificates (PEM)."""
+
+    def __init__(self, name: str) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.cert = (
+            self._builder(self.name, self.key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def issue(self, directory: Path, name: str, *, server: bool) -> tuple[Path, Path]:
+        """A certificate for ``name`` (server: for 127.0.0.1) and its key, as two files."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = self._builder(subject, key.public_key()).add_extension(
+            x509.ExtendedKeyUsage([usage]), critical=False
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
+        cert_file = directory / f"{name}.pem"
+        key_file = directory / f"{name}-key.pem"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return cert_file, key_file
+
+    def _builder(self, subject: x509.Name, public_key: Any) -> x509.CertificateBuilder:
+        now = datetime.datetime.now(datetime.UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+
+
 def _some_ca_pem() -> str:
-    """A self-signed CA certificate. OpenBao wants ``kubernetes_ca_cert`` whenever the local
-    service-account files are disabled, even for an http:// API server (which ignores it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in kubernetes CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    """A CA certificate. OpenBao wants ``kubernetes_ca_cert`` whenever the local service-account
+    files are disabled, even for an http:// API server (which ignores it)."""
+    return ThrowawayCA("stand-in kubernetes CA").pem
 
 
 @pytest.fixture
@@ -496,3 +538,49 @@ def test_untrusted_openbao_certificate_fails_startup_naming_ca_cert(
     settings = _settings(tmp_path, {"addr": tls_openbao.addr, "token": tls_openbao.token})
     with pytest.raises(ConfigError, match=r"not trusted \(set vault\.ca_cert"):
         _open_gateway(settings)
+
+
+def test_gateway_presents_its_client_certificate_to_a_mutual_tls_listener(
+    tmp_path: Path,
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca = ThrowawayCA("test OpenBao CA")
+    ca_file = certs / "ca.pem"
+    ca_file.write_text(ca.pem, encoding="utf-8")
+    server_cert, server_key = ca.issue(certs, "openbao", server=True)
+    client_cert, client_key = ca.issue(certs, "gateway", server=False)
+    port = free_port()
+    listener = f"""
+listener "tcp" {{
+  address = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{port + 1}"
+  tls_cert_file = {json.dumps(str(server_cert))}
+  tls_key_file = {json.dumps(str(server_key))}
+  tls_client_ca_file = {json.dumps(str(ca_file))}
+  tls_require_and_verify_client_cert = true
+}}
+"""
+    with start_openbao(workdir=tmp_path / "openbao-mtls", extra_config=listener) as server:
+        addr = f"https://127.0.0.1:{port}"
+        vault = {"addr": addr, "token": server.token, "ca_cert": str(ca_file)}
+        # Without the client certificate the listener ends the handshake.
+        with pytest.raises(ConfigError, match="TLS handshake failed"):
+            _open_gateway(_settings(tmp_path / "no-client-cert", vault))
+        running = start_gateway(
+            tmp_path / "gw",
+            vault_addr=addr,
+            vault_token=server.token,
+            tenants=("demo",),
+            overrides={
+                "vault": {
+                    "ca_cert": str(ca_file),
+                    "client_cert": str(client_cert),
+                    "client_key": str(client_key),
+                }
+            },
+        )
+        try:
+            _roundtrip(running)
+        finally:
+            running.stop()

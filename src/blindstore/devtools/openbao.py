@@ -101,13 +101,16 @@ def start_openbao(
     token: str | None = None,
     audit: bool = False,
     tls: bool = False,
+    extra_config: str | None = None,
     binary: str | None = None,
     ready_timeout: float = 30.0,
 ) -> OpenBaoServer:
     """Start a dev server, wait until it serves, mount ``transit``; stop it with ``stop()``.
 
-    With ``port=None`` a free port is picked, and picked again if another process takes it
-    before the server binds. ``workdir=None`` uses a temporary directory removed by ``stop()``.
+    ``extra_config`` is more server configuration (HCL), e.g. a second listener with mutual TLS.
+
+        With ``port=None`` a free port is picked, and picked again if another process takes it
+        before the server binds. ``workdir=None`` uses a temporary directory removed by ``stop()``.
     """
     directory, owns_workdir = _process.prepare_workdir(workdir, "openbao-")
     executable = binary or find_bao_binary()
@@ -121,6 +124,7 @@ def start_openbao(
             token=root_token,
             audit=audit,
             tls=tls,
+            extra_config=extra_config,
         ),
         lambda started: _wait_until_ready(started, ready_timeout),
         attempts=1 if port is not None else 3,
@@ -138,7 +142,15 @@ def start_openbao(
 
 
 def _launch(
-    binary: str, workdir: Path, *, host: str, port: int, token: str, audit: bool, tls: bool
+    binary: str,
+    workdir: Path,
+    *,
+    host: str,
+    port: int,
+    token: str,
+    audit: bool,
+    tls: bool,
+    extra_config: str | None,
 ) -> OpenBaoServer:
     log_path = workdir / f"openbao-{port}.log"
     audit_log = workdir / "audit.log" if audit else None
@@ -165,6 +177,10 @@ def _launch(
             encoding="utf-8",
         )
         command.append(f"-config={config}")
+    if extra_config:
+        extra = workdir / f"extra-{port}.hcl"
+        extra.write_text(extra_config, encoding="utf-8")
+        command.append(f"-config={extra}")
     process = _process.launch(
         command,
         cwd=workdir,
