@@ -345,6 +345,7 @@ class VaultSession:
         self._failures = 0
         self._last_login = -math.inf
         self._background: AsyncExitStack | None = None
+        self._reported_invalid = False
         self.logins = 0
         self.renewals = 0
 
@@ -385,9 +386,17 @@ class VaultSession:
             return self._next_at
 
     async def run(self) -> None:
-        """Renew and log in again, forever (the background task of ``async with``)."""
+        """Renew and log in again, forever (the background task of ``async with``).
+
+        A step that fails unexpectedly is logged and retried: a crash here would end the
+        gateway's lifespan, and Transit calls still recover a token themselves."""
         while True:
-            due = await self.tick()
+            try:
+                due = await self.tick()
+            except Exception:
+                _log.exception("vault_renewal_failed: unexpected error; retrying")
+                self._retry_later(self._action)
+                due = self._next_at
             await self._sleep(max(0.0, min(due - self._clock(), 3600.0)))
 
     async def recover(self, failed_token: str) -> bool:
@@ -410,10 +419,12 @@ class VaultSession:
                 except BlindstoreError:
                     return False
             if not self.method.can_login:
-                _log.error(
-                    "vault_token_invalid: the static Vault token expired or was revoked; "
-                    "give a new one (vault.token/token_file) and restart"
-                )
+                if not self._reported_invalid:  # once, not at every refused request
+                    self._reported_invalid = True
+                    _log.error(
+                        "vault_token_invalid: the static Vault token expired or was revoked; "
+                        "give a new one (vault.token/token_file) and restart"
+                    )
                 return False
             if self._clock() - self._last_login < self._relogin_interval:
                 return False

@@ -53,6 +53,8 @@ class FakeVault:
     max_ttl: float = 90.0
     renewable: bool = True
     down: bool = False
+    #: The next renewal answers something unparseable (a bug on either side).
+    garble_next_renewal: bool = False
     tokens: dict[str, _Token] = field(default_factory=dict)
     wrapping: dict[str, str] = field(default_factory=lambda: {"wrap-1": SECRET_ID})
     secret_ids: set[str] = field(default_factory=lambda: {SECRET_ID})
@@ -100,6 +102,9 @@ class FakeVault:
 
     def renew_self(self, token: str, increment: int) -> TokenLease:
         self._enter("renew-self")
+        if self.garble_next_renewal:
+            self.garble_next_renewal = False
+            raise ValueError("malformed answer")
         state = self._valid(token)
         if not state.renewable:
             raise KeyServiceError("lease is not renewable")
@@ -407,7 +412,8 @@ async def test_recover_of_a_revoked_static_token_reports_it(
     vault.revoke(token)
     caplog.clear()
     assert not await session.recover(token)
-    assert _events(caplog) == ["vault_token_invalid"]
+    assert not await session.recover(token)
+    assert _events(caplog) == ["vault_token_invalid"]  # reported once, not per request
 
 
 async def test_recover_while_vault_is_down_fails_closed() -> None:
@@ -438,3 +444,26 @@ async def test_background_loop_renews_on_the_injected_clock() -> None:
         await session.run()
     assert slept == [20, 20, 20, 20]
     assert session.renewals == 3
+
+
+async def test_background_loop_survives_an_unexpected_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    vault = FakeVault(clock, ttl=30, max_ttl=300, garble_next_renewal=True)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+        if len(slept) == 3:
+            raise anyio.get_cancelled_exc_class()
+        await anyio.lowlevel.checkpoint()
+
+    session = VaultSession(TokenHolder(), _approle(), vault, clock=clock, sleep=sleep)
+    await session.start()
+    with pytest.raises(anyio.get_cancelled_exc_class()):
+        await session.run()
+    assert _events(caplog) == ["vault_renewal_failed"]
+    assert session.renewals == 1  # retried after 1 s, then renewed
+    assert slept[:2] == [20, 1]
