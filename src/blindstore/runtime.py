@@ -127,7 +127,7 @@ def vault_session(settings: Settings) -> VaultSession:
     method = login_method(vault)
     client = make_client(
         vault.addr,
-        "",
+        method.known_token() or "",
         read_timeout=vault.timeout_seconds,
         verify=str(vault.ca_cert) if vault.ca_cert else True,
         cert=(str(vault.client_cert), str(vault.client_key))
@@ -144,8 +144,12 @@ def vault_session(settings: Settings) -> VaultSession:
 
 
 def transit_wrapper(settings: Settings, session: VaultSession | None = None) -> TransitKeyWrapper:
-    """The Transit wrapper over ``session``'s client (a new session if none: the caller then
-    enters it, ``async with session``, before any call)."""
+    """The Transit wrapper over ``session``'s client (a new session if none).
+
+    Enter the session (``async with``) for the startup login and renewals. Without it the
+    wrapper still works: a static token is set from the start, and AppRole/Kubernetes log in
+    at the first call (refused with 403 for want of a token), but nothing renews the token.
+    """
     vault = settings.vault
     session = session if session is not None else vault_session(settings)
     return TransitKeyWrapper(

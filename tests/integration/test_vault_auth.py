@@ -584,3 +584,35 @@ listener "tcp" {{
             _roundtrip(running)
         finally:
             running.stop()
+
+
+def test_transit_wrapper_without_an_entered_session_logs_in_at_first_call(
+    openbao: OpenBaoServer, policy: str, tmp_path: Path, transit_key_name: str
+) -> None:
+    """Tools that build ``runtime.transit_wrapper(settings)`` alone keep working."""
+    mount, role, role_id = _approle(openbao, policy)
+    settings = _settings(
+        tmp_path,
+        {
+            "addr": openbao.addr,
+            "auth": {
+                "method": "approle",
+                "mount": mount,
+                "role_id": role_id,
+                "secret_id": _secret_id(openbao, mount, role),
+            },
+        },
+    )
+
+    async def main() -> None:
+        wrapper = runtime.transit_wrapper(settings)
+        try:
+            await wrapper.create_key(transit_key_name)
+            key = await wrapper.new_data_key(transit_key_name, bytes(16))
+            dek = await wrapper.unwrap(transit_key_name, bytes(16), key.object_id, key.wrapped)
+            assert dek == key.dek
+        finally:
+            await wrapper.close()
+
+    anyio.run(main)
+    assert _audit_requests(openbao, f"auth/{mount}/login") == 1
