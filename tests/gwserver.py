@@ -106,8 +106,10 @@ def start_gateway(
         merged = base.model_dump(mode="json")
         for section, values in overrides.items():
             merged[section] = {**merged.get(section, {}), **values}
-        # The token is a SecretStr: dumped masked, so put it back.
-        merged["vault"]["token"] = vault_token
+        # The token is a SecretStr: dumped masked, so put it back (unless the overrides log in
+        # by another method, which takes no static token).
+        method = (merged["vault"].get("auth") or {}).get("method", "token")
+        merged["vault"]["token"] = vault_token if method == "token" else None
         settings = Settings.model_validate(merged)
     ready = threading.Event()
     state: dict[str, Any] = {}

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from blindstore.errors import ConfigError
 
@@ -29,16 +29,104 @@ class ListenSettings(_Frozen):
     port: int = Field(9000, ge=0, le=65535)
 
 
+_MOUNT_PATH = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"
+#: Where the kubelet mounts a pod's service-account token.
+KUBERNETES_JWT_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def _one_of(model: BaseModel, what: str, *names: str, required: bool = True) -> None:
+    """Refuse ``model`` unless exactly one (or, if not ``required``, at most one) of ``names``
+    is set; the message names the settings as written in YAML."""
+    given = [name for name in names if getattr(model, name) is not None]
+    if len(given) > 1:
+        raise ValueError(f"{what}: give only one of {', '.join(given)}")
+    if required and not given:
+        raise ValueError(f"{what}: one of {', '.join(names)} is required")
+
+
+class TokenAuthSettings(_Frozen):
+    """A static token: ``vault.token``, ``vault.token_file`` or ``VAULT_TOKEN``. Renewed while
+    renewable; it cannot log in again, so a token past its max TTL needs a restart."""
+
+    method: Literal["token"] = "token"
+
+
+class AppRoleAuthSettings(_Frozen):
+    """AppRole: a role id and a secret id, each by value or file. ``wrapped_secret_id`` is a
+    response-wrapping token holding the secret id, unwrapped once at startup (single use: a
+    second unwrap fails, which also reveals an interception)."""
+
+    method: Literal["approle"]
+    mount: str = Field("approle", pattern=_MOUNT_PATH)
+    role_id: SecretStr | None = None
+    role_id_file: Path | None = None
+    secret_id: SecretStr | None = None
+    secret_id_file: Path | None = None
+    wrapped_secret_id: SecretStr | None = None
+    wrapped_secret_id_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AppRoleAuthSettings:
+        _one_of(self, "vault.auth (approle)", "role_id", "role_id_file")
+        _one_of(
+            self,
+            "vault.auth (approle)",
+            "secret_id",
+            "secret_id_file",
+            "wrapped_secret_id",
+            "wrapped_secret_id_file",
+        )
+        return self
+
+
+class KubernetesAuthSettings(_Frozen):
+    """Kubernetes: the pod's service-account JWT (re-read at every login: projected tokens
+    rotate) exchanged for a token of ``role``."""
+
+    method: Literal["kubernetes"]
+    mount: str = Field("kubernetes", pattern=_MOUNT_PATH)
+    role: str = Field(min_length=1)
+    jwt_file: Path = KUBERNETES_JWT_FILE
+
+
+VaultAuthSettings = Annotated[
+    TokenAuthSettings | AppRoleAuthSettings | KubernetesAuthSettings,
+    Field(discriminator="method"),
+]
+
+
 class VaultSettings(_Frozen):
     addr: str = "http://127.0.0.1:8200"
+    #: How the gateway obtains its token (docs/operations.md, "Vault authentication").
+    auth: VaultAuthSettings = TokenAuthSettings()
+    #: The static token of ``auth.method: token`` (or ``VAULT_TOKEN``).
     token: SecretStr | None = None
     token_file: Path | None = None
     mount: str = "transit"
     #: Tenant keys are named ``<key_prefix>t-<tenant id hex>``; the gateway's Vault policy is
     #: scoped to this prefix.
     key_prefix: str = "hgw-"
+    #: CA bundle that signed the server's certificate (``https`` addr); default: certifi's.
     ca_cert: Path | None = None
+    #: Client certificate and key (PEM) for mutual TLS, both or neither.
+    client_cert: Path | None = None
+    client_key: Path | None = None
     timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VaultSettings:
+        if self.auth.method != "token":
+            given = [n for n in ("token", "token_file") if getattr(self, n) is not None]
+            if given:
+                raise ValueError(
+                    f"vault.{' and vault.'.join(given)} cannot be combined with "
+                    f"vault.auth.method {self.auth.method}: the token comes from the login"
+                )
+        else:
+            _one_of(self, "vault", "token", "token_file", required=False)
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("vault.client_cert and vault.client_key go together (mutual TLS)")
+        return self
 
 
 class BucketKeySettings(_Frozen):
@@ -165,7 +253,14 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     vault = dict(data.get("vault") or {})
     if "VAULT_ADDR" in environ and "addr" not in vault:
         vault["addr"] = environ["VAULT_ADDR"]
-    if "VAULT_TOKEN" in environ and "token" not in vault and "token_file" not in vault:
+    auth = vault.get("auth")
+    method = auth.get("method", "token") if isinstance(auth, dict) else "token"
+    if (
+        "VAULT_TOKEN" in environ
+        and method == "token"
+        and "token" not in vault
+        and "token_file" not in vault
+    ):
         vault["token"] = environ["VAULT_TOKEN"]
     if vault:
         data["vault"] = vault
@@ -173,4 +268,14 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
         return Settings.model_validate(data)
     except ValidationError as exc:
         where = f"{path}: " if path else ""
-        raise ConfigError(f"{where}invalid settings:\n{exc}") from exc
+        raise ConfigError(f"{where}invalid settings:\n{describe_errors(exc)}") from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, without the offending input: it may be a secret (a token, a
+    secret id) and this message goes to the terminal and the logs."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        location = ".".join(str(part) for part in error["loc"])
+        lines.append(f"  {location or '(top level)'}: {error['msg']}")
+    return "\n".join(lines)

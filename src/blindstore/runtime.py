@@ -10,19 +10,35 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from pathlib import Path
 
 import structlog
 import uvicorn
+from pydantic import SecretStr
 
 from blindstore.backends.registry import build_backend
 from blindstore.catalog.base import BucketKey, Catalog
 from blindstore.catalog.sql import SqlCatalog
-from blindstore.config import Settings
-from blindstore.errors import ServiceUnavailable
+from blindstore.config import (
+    AppRoleAuthSettings,
+    KubernetesAuthSettings,
+    Settings,
+    VaultSettings,
+)
+from blindstore.errors import ConfigError, ServiceUnavailable
 from blindstore.gateway import Gateway
 from blindstore.keys.bucketkeys import BucketKeyPolicy, StoredBucketKey
 from blindstore.keys.service import KeyService
-from blindstore.keys.transit import TransitKeyWrapper, resolve_token
+from blindstore.keys.transit import TransitKeyWrapper, make_client, resolve_token
+from blindstore.keys.vaultauth import (
+    AppRoleLogin,
+    HvacAuthApi,
+    KubernetesLogin,
+    LoginMethod,
+    Secret,
+    StaticToken,
+    VaultSession,
+)
 from blindstore.placement import PolicyHolder, build_declared
 from blindstore.policy import load_file
 from blindstore.server.protocol import protocol_class
@@ -81,15 +97,87 @@ class CatalogBucketKeyStore:
         return None if row is None else StoredBucketKey(**asdict(row))
 
 
-def transit_wrapper(settings: Settings) -> TransitKeyWrapper:
-    vault = settings.vault
+#: Concurrent Transit calls (worker threads and keep-alive connections to Vault).
+VAULT_CONCURRENCY = 16
+
+
+def login_method(vault: VaultSettings) -> LoginMethod:
+    """How the gateway obtains its Vault token, from ``vault.auth``."""
+    auth = vault.auth
+    if isinstance(auth, AppRoleAuthSettings):
+        return AppRoleLogin(
+            role_id=_secret("AppRole role id", auth.role_id, auth.role_id_file),
+            secret_id=(
+                _secret("AppRole secret id", auth.secret_id, auth.secret_id_file)
+                if auth.secret_id is not None or auth.secret_id_file is not None
+                else None
+            ),
+            wrapped_secret_id=(
+                _secret(
+                    "response-wrapped AppRole secret id",
+                    auth.wrapped_secret_id,
+                    auth.wrapped_secret_id_file,
+                )
+                if auth.wrapped_secret_id is not None or auth.wrapped_secret_id_file is not None
+                else None
+            ),
+            mount=auth.mount,
+        )
+    if isinstance(auth, KubernetesAuthSettings):
+        return KubernetesLogin(
+            role=auth.role,
+            jwt=Secret("Kubernetes service-account token", file=auth.jwt_file),
+            mount=auth.mount,
+        )
     token = resolve_token(vault.token.get_secret_value() if vault.token else None, vault.token_file)
-    return TransitKeyWrapper(
-        url=vault.addr,
-        token=token,
-        mount=vault.mount,
+    return StaticToken(Secret("Vault token", value=token))
+
+
+def _secret(what: str, value: SecretStr | None, file: Path | None) -> Secret:
+    return Secret(what, value=value.get_secret_value() if value is not None else None, file=file)
+
+
+def vault_session(settings: Settings) -> VaultSession:
+    """The gateway's Vault identity: a client (TLS from ``vault.ca_cert``/``client_cert``), its
+    login method, and the renewal loop (``async with``)."""
+    vault = settings.vault
+    for name in ("ca_cert", "client_cert", "client_key"):
+        path: Path | None = getattr(vault, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"vault.{name}: {path} is not a readable file")
+    method = login_method(vault)
+    client = make_client(
+        vault.addr,
+        method.known_token() or "",
         read_timeout=vault.timeout_seconds,
         verify=str(vault.ca_cert) if vault.ca_cert else True,
+        cert=(str(vault.client_cert), str(vault.client_key))
+        if vault.client_cert is not None and vault.client_key is not None
+        else None,
+        pool_size=VAULT_CONCURRENCY,
+    )
+    # Logins and renewals go through a client of their own (never sending a stale token) over
+    # the same connections and TLS settings.
+    login_client = make_client(
+        vault.addr, "", read_timeout=vault.timeout_seconds, session=client.session
+    )
+    return VaultSession(client, method, HvacAuthApi(login_client, addr=vault.addr))
+
+
+def transit_wrapper(settings: Settings, session: VaultSession | None = None) -> TransitKeyWrapper:
+    """The Transit wrapper over ``session``'s client (a new session if none).
+
+    Enter the session (``async with``) for the startup login and renewals. Without it the
+    wrapper still works: a static token is set from the start, and AppRole/Kubernetes log in
+    at the first call (refused with 403 for want of a token), but nothing renews the token.
+    """
+    vault = settings.vault
+    session = session if session is not None else vault_session(settings)
+    return TransitKeyWrapper(
+        lambda: session.client,
+        mount=vault.mount,
+        max_concurrency=VAULT_CONCURRENCY,
+        auth=session,
     )
 
 
@@ -98,8 +186,9 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """A ready gateway over the configured services; everything is closed on exit."""
     catalog = open_catalog(settings)
     bucket_keys = settings.keys.bucket_keys
+    session = vault_session(settings)
     keys = KeyService(
-        transit_wrapper(settings),
+        transit_wrapper(settings, session),
         pool_size=settings.keys.pool_size,
         pool_ttl=settings.keys.pool_ttl_seconds,
         cache_ttl=settings.keys.cache_ttl_seconds,
@@ -140,7 +229,12 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         gateway.reload_placement = holder.reload
         gateway.current_policy = lambda: holder.policy
     try:
-        async with keys, watch_revocations(gateway, settings.keys.revocation_refresh_seconds):
+        # The session logs in first and stops renewing last.
+        async with (
+            session,
+            keys,
+            watch_revocations(gateway, settings.keys.revocation_refresh_seconds),
+        ):
             yield gateway
     finally:
         await gateway.close()

@@ -106,14 +106,23 @@ def _admin(settings: Settings, token_file: Path | None) -> Any:
     if token_file is not None:
         token = resolve_token(None, token_file)
     if not token:
-        token = resolve_token(
-            vault.token.get_secret_value() if vault.token else None, vault.token_file
-        )
+        try:
+            token = resolve_token(
+                vault.token.get_secret_value() if vault.token else None, vault.token_file
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                "no administrative Vault token: give --vault-token-file or "
+                "BLINDSTORE_ADMIN_VAULT_TOKEN (the key administrator's, not the gateway's)"
+            ) from exc
     client = make_client(
         vault.addr,
         token,
         read_timeout=vault.timeout_seconds,
         verify=str(vault.ca_cert) if vault.ca_cert else True,
+        cert=(str(vault.client_cert), str(vault.client_key))
+        if vault.client_cert is not None and vault.client_key is not None
+        else None,
     )
     return TransitAdmin(client, mount=vault.mount)
 

@@ -7,15 +7,18 @@ would block it). It is ready when it accepts its root token (initialised, unseal
 ``transit`` engine is mounted with key upsert through ``encrypt`` allowed, as
 ``deploy/openbao/provision.sh`` configures production (data-subject keys are created that way;
 the policies restrict who may). ``audit=True`` declares a file audit device (OpenBao only accepts
-them from config) writing to ``<workdir>/audit.log``.
+them from config) writing to ``<workdir>/audit.log``. ``tls=True`` serves HTTPS
+(``-dev-tls``) with a CA generated in ``<workdir>/tls`` (``OpenBaoServer.ca_cert``).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import subprocess
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +34,8 @@ class OpenBaoError(RuntimeError):
 
 @dataclass(eq=False)
 class OpenBaoServer(ServiceProcess):
-    """A running dev server: ``addr`` (``http://127.0.0.1:<port>``) and its root ``token``."""
+    """A running dev server: ``addr`` (``http://127.0.0.1:<port>``, ``https`` with ``tls``) and
+    its root ``token``; ``ca_cert`` is the CA that signed its certificate (``tls`` only)."""
 
     addr: str
     token: str
@@ -40,23 +44,37 @@ class OpenBaoServer(ServiceProcess):
     audit_log_path: Path | None
     process: subprocess.Popen[bytes] = field(repr=False)
     _owns_workdir: bool = field(default=False, repr=False)
+    ca_cert: Path | None = None
 
     def request(
-        self, method: str, path: str, body: dict[str, object] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, object] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> dict[str, object]:
         """Call the server's HTTP API as root (``path`` without ``/v1/``); the decoded JSON.
 
         For administration in development and tests (rotate a key, write a policy); HTTP errors
-        raise ``urllib.error.HTTPError``.
+        raise ``urllib.error.HTTPError``. ``headers`` are added (``X-Vault-Wrap-TTL``); ``token``
+        replaces the root token (``""``: none).
         """
         data = None if body is None else json.dumps(body).encode()
+        token = self.token if token is None else token
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            sent["X-Vault-Token"] = token
         request = urllib.request.Request(  # noqa: S310 (our own loopback http URL)
-            f"{self.addr}/v1/{path}",
-            data=data,
-            method=method,
-            headers={"X-Vault-Token": self.token, "Content-Type": "application/json"},
+            f"{self.addr}/v1/{path}", data=data, method=method, headers=sent
         )
-        with urllib.request.urlopen(request, timeout=5.0) as response:  # noqa: S310
+        context = (
+            ssl.create_default_context(cafile=str(self.ca_cert))
+            if self.ca_cert is not None
+            else None
+        )
+        with urllib.request.urlopen(request, timeout=5.0, context=context) as response:  # noqa: S310
             raw = response.read()
         decoded = json.loads(raw) if raw else {}
         return decoded if isinstance(decoded, dict) else {}
@@ -83,13 +101,17 @@ def start_openbao(
     port: int | None = None,
     token: str | None = None,
     audit: bool = False,
+    tls: bool = False,
+    extra_config: str | None = None,
     binary: str | None = None,
     ready_timeout: float = 30.0,
 ) -> OpenBaoServer:
     """Start a dev server, wait until it serves, mount ``transit``; stop it with ``stop()``.
 
-    With ``port=None`` a free port is picked, and picked again if another process takes it
-    before the server binds. ``workdir=None`` uses a temporary directory removed by ``stop()``.
+    ``extra_config`` is more server configuration (HCL), e.g. a second listener with mutual TLS.
+
+        With ``port=None`` a free port is picked, and picked again if another process takes it
+        before the server binds. ``workdir=None`` uses a temporary directory removed by ``stop()``.
     """
     directory, owns_workdir = _process.prepare_workdir(workdir, "openbao-")
     executable = binary or find_bao_binary()
@@ -102,6 +124,8 @@ def start_openbao(
             port=port or free_port(host),
             token=root_token,
             audit=audit,
+            tls=tls,
+            extra_config=extra_config,
         ),
         lambda started: _wait_until_ready(started, ready_timeout),
         attempts=1 if port is not None else 3,
@@ -119,7 +143,15 @@ def start_openbao(
 
 
 def _launch(
-    binary: str, workdir: Path, *, host: str, port: int, token: str, audit: bool
+    binary: str,
+    workdir: Path,
+    *,
+    host: str,
+    port: int,
+    token: str,
+    audit: bool,
+    tls: bool,
+    extra_config: str | None,
 ) -> OpenBaoServer:
     log_path = workdir / f"openbao-{port}.log"
     audit_log = workdir / "audit.log" if audit else None
@@ -131,6 +163,13 @@ def _launch(
         f"-dev-root-token-id={token}",
         f"-dev-listen-address={host}:{port}",
     ]
+    ca_cert = None
+    if tls:
+        # A fresh CA, server certificate (for 127.0.0.1/localhost) and key in tls_dir.
+        tls_dir = workdir / f"tls-{port}"
+        tls_dir.mkdir(exist_ok=True)
+        command += ["-dev-tls", f"-dev-tls-cert-dir={tls_dir}"]
+        ca_cert = tls_dir / "vault-ca.pem"
     if audit_log is not None:
         config = workdir / "audit.hcl"
         config.write_text(
@@ -139,6 +178,10 @@ def _launch(
             encoding="utf-8",
         )
         command.append(f"-config={config}")
+    if extra_config:
+        extra = workdir / f"extra-{port}.hcl"
+        extra.write_text(extra_config, encoding="utf-8")
+        command.append(f"-config={extra}")
     process = _process.launch(
         command,
         cwd=workdir,
@@ -147,12 +190,13 @@ def _launch(
         env_drop_prefixes=("VAULT_", "BAO_"),
     )
     return OpenBaoServer(
-        addr=f"http://{host}:{port}",
+        addr=f"{'https' if tls else 'http'}://{host}:{port}",
         token=token,
         workdir=workdir,
         log_path=log_path,
         audit_log_path=audit_log,
         process=process,
+        ca_cert=ca_cert,
     )
 
 

@@ -10,6 +10,9 @@ hvac is blocking: every call runs in a worker thread (bounded by a capacity limi
 keep-alive ``requests.Session``. hvac/requests exceptions are translated once, in ``_map_errors``:
 unreachable, timed out, 5xx, 429 → ``KeyServiceUnavailable`` (retried a few times, then the
 gateway fails closed with 503); anything Vault refuses (400/401/403/404) → ``KeyServiceError``.
+
+The token may change under a running wrapper: with ``auth`` (a ``VaultSession``, keys/vaultauth.py)
+a call refused with 403 asks it to recover (log in again if the token expired) and is retried once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -95,6 +98,14 @@ def resolve_token(
     raise ConfigError("no Vault token: set vault.token, vault.token_file or VAULT_TOKEN")
 
 
+class TokenRecovery(Protocol):
+    """Who can replace a refused token (``VaultSession``)."""
+
+    async def recover(self, failed_token: str) -> bool:
+        """After a 403 on a call made with ``failed_token``: whether a retry may succeed."""
+        ...
+
+
 def make_client(
     url: str,
     token: str,
@@ -102,16 +113,31 @@ def make_client(
     connect_timeout: float = 2.0,
     read_timeout: float = 10.0,
     verify: bool | str = True,
+    cert: tuple[str, str] | None = None,
     pool_size: int = 16,
+    session: Any = None,
 ) -> Any:
     """An ``hvac.Client`` over one keep-alive session sized for ``pool_size`` concurrent calls.
 
     ``trust_env`` is off: proxies and CA bundles come from our settings only, and requests then
-    skips re-reading the environment on every call.
+    skips re-reading the environment on every call. ``cert`` is a client certificate and key
+    (PEM files) for mutual TLS. ``token=""`` is a client without a token (hvac would read
+    ``VAULT_TOKEN`` or ``~/.vault-token`` for ``None``); ``session`` shares another client's
+    connections and TLS settings.
     """
+    if session is not None:
+        return hvac.Client(
+            url=url,
+            token=token,
+            timeout=(connect_timeout, read_timeout),
+            verify=session.verify,
+            cert=session.cert,
+            session=session,
+        )
     session = requests.Session()
     session.trust_env = False
     session.verify = verify
+    session.cert = cert
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -120,6 +146,7 @@ def make_client(
         token=token,
         timeout=(connect_timeout, read_timeout),
         verify=verify,
+        cert=cert,
         session=session,
     )
 
@@ -164,6 +191,7 @@ class TransitKeyWrapper:
         retry_timeout: float = 5.0,
         max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
         rng: Callable[[int], bytes] = secrets.token_bytes,
+        auth: TokenRecovery | None = None,
     ) -> None:
         if max_batch_items < 1:
             raise ValueError("max_batch_items must be at least 1")
@@ -191,6 +219,7 @@ class TransitKeyWrapper:
         self._retry_timeout = retry_timeout
         self._max_batch_items = max_batch_items
         self._rng = rng
+        self._auth = auth
         self.stats = TransitStats()
 
     @property
@@ -329,6 +358,20 @@ class TransitKeyWrapper:
         return [_plaintext_dek(result) for result in _batch_results(response, len(items))]
 
     async def _call(self, method: str, path: str, body: Mapping[str, object] | None) -> Any:
+        """``_call_once``; refused with 403, retried once if ``auth`` replaced the token."""
+        if self._auth is None:
+            return await self._call_once(method, path, body)
+        token = self._client.token
+        try:
+            return await self._call_once(method, path, body)
+        except KeyServiceError as exc:
+            if not isinstance(exc.__cause__, hvac.exceptions.Forbidden):
+                raise
+            if not await self._auth.recover(token or ""):
+                raise
+        return await self._call_once(method, path, body)
+
+    async def _call_once(self, method: str, path: str, body: Mapping[str, object] | None) -> Any:
         # Read here, in the caller's context, not in the worker thread.
         why = justification.header_value(justification.current())
         response: Any = None
@@ -376,9 +419,22 @@ def _map_errors() -> Iterator[None]:
         raise KeyServiceUnavailable(f"key service unavailable: {exc}") from exc
     except hvac.exceptions.VaultError as exc:
         raise KeyServiceError(f"key service refused: {exc}") from exc
+    except requests.exceptions.SSLError as exc:
+        raise KeyServiceUnavailable(f"key service unreachable: {describe_tls_error(exc)}") from exc
     except requests.exceptions.RequestException as exc:
         # Connection refused/reset, TLS failures and timeouts: the service is not there.
         raise KeyServiceUnavailable(f"key service unreachable: {type(exc).__name__}") from exc
+
+
+def describe_tls_error(exc: BaseException) -> str:
+    """A short reason for a failed TLS handshake, pointing at the setting that fixes it."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            "TLS certificate of the Vault server is not trusted"
+            " (set vault.ca_cert to the CA bundle that signed it)"
+        )
+    return f"TLS handshake failed ({type(exc).__name__}; check vault.ca_cert and the client cert)"
 
 
 def _b64(raw: bytes) -> str:
