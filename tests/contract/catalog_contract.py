@@ -37,6 +37,7 @@ from blindstore.errors import (
     BucketAlreadyExists,
     BucketNotEmpty,
     InvalidArgument,
+    InvalidRequest,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
@@ -1178,7 +1179,7 @@ class CatalogContract:
 
         done = dataclasses.replace(shred, destroyed=9000.5, certificate='{"type": "certificate"}')
         assert await catalog.list_shreds() == [done]
-        with pytest.raises(ValueError, match="destroyed"):
+        with pytest.raises(InvalidRequest, match="destroyed"):
             await catalog.cancel_shred("s1")
         assert await catalog.list_shreds() == [done]
         assert await catalog.revoked_key_names() == {TENANT.key_name}

@@ -35,6 +35,7 @@ from blindstore.catalog.schema import (
     upload_parts,
     uploads,
 )
+from blindstore.errors import InvalidRequest
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ class KeyLifecycleQueries:
                 return
             shred = _shred_from_row(row)
             if shred.destroyed is not None:
-                raise ValueError("the keys of this shredding request are already destroyed")
+                raise InvalidRequest("the keys of this shredding request are already destroyed")
             conn.execute(delete(shreds).where(shreds.c.shred_id == shred_id))
             _mark(conn, shred, None)
 

@@ -137,8 +137,9 @@ async def rewrap_key(
             reason = f"this identity may not raise min_decryption_version ({exc.message})"
         else:
             # A pooled DEK or an upload wrapped before the rotation may have committed meanwhile.
-            if await _count_below(catalog, key_name, latest):
+            if slipped_in := await _count_below(catalog, key_name, latest):
                 await admin.set_min_decryption_version(key_name, floor)
+                remaining = slipped_in
                 reason = "rows wrapped by an older version appeared meanwhile: run again"
             else:
                 floor = latest
