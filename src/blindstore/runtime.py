@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from blindstore.backends.registry import build_backend
+from blindstore.background import running
 from blindstore.catalog.base import BucketKey, Catalog
 from blindstore.catalog.sql import SqlCatalog
 from blindstore.config import (
@@ -261,16 +262,8 @@ async def watch_revocations(gateway: Gateway, interval: float) -> AsyncIterator[
             except ServiceUnavailable:
                 log.warning("revocations.refresh_failed")
 
-    # Entered by hand, not with ``async with``: the task group would wrap the body's exception
-    # (an S3 or CLI error) in an ExceptionGroup.
-    task_group = anyio.create_task_group()
-    await task_group.__aenter__()
-    task_group.start_soon(refresh_forever)
-    try:
+    async with running(refresh_forever):
         yield
-    finally:
-        task_group.cancel_scope.cancel()
-        await task_group.__aexit__(None, None, None)
 
 
 def make_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:

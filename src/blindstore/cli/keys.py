@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from blindstore.catalog.base import Catalog
+from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
 
@@ -34,12 +35,6 @@ err_console = Console(stderr=True)
 
 T = TypeVar("T")
 
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="State directory of a `blindstore dev` instance.")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Settings file of a production instance.")
-]
 TokenFileOption = Annotated[
     Path | None,
     typer.Option(

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from blindstore import config as config_module
 from blindstore.cli.keys import keys_app
+from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.cli.policy import policy_app
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
@@ -48,12 +49,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 DEFAULT_DATA_DIR = Path(".blindstore")
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="State directory of a `blindstore dev` instance.")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Settings file of a production instance.")
-]
 
 
 def dev_settings(

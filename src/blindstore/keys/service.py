@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio
 
+from blindstore.background import start_background
 from blindstore.errors import KeyServiceError
 from blindstore.keys.base import BatchKeyWrapper, DataKey
 from blindstore.keys.batching import UnwrapBatcher
@@ -112,9 +113,7 @@ class KeyService:
 
     async def __aenter__(self) -> KeyService:
         stack = AsyncExitStack()
-        task_group = await stack.enter_async_context(anyio.create_task_group())
-        stack.callback(task_group.cancel_scope.cancel)  # runs before the task group exits
-        task_group.start_soon(self._sweep_cache)
+        task_group = await start_background(stack, self._sweep_cache)
         if self.pool is not None:
             stack.callback(self.pool.attach, None)
             self.pool.attach(task_group)

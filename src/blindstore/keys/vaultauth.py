@@ -32,6 +32,7 @@ import anyio.to_thread
 import hvac.exceptions
 import requests  # type: ignore[import-untyped,unused-ignore]
 
+from blindstore.background import start_background
 from blindstore.errors import BlindstoreError, ConfigError, KeyServiceError, KeyServiceUnavailable
 from blindstore.keys.transit import describe_tls_error
 
@@ -441,9 +442,7 @@ class VaultSession:
     async def __aenter__(self) -> VaultSession:
         await self.start()
         stack = AsyncExitStack()
-        task_group = await stack.enter_async_context(anyio.create_task_group())
-        stack.callback(task_group.cancel_scope.cancel)
-        task_group.start_soon(self.run)
+        await start_background(stack, self.run)
         self._background = stack
         return self
 
