@@ -117,6 +117,8 @@ async def test_postgres_orders_names_by_bytes_whatever_the_database_collation(
         engine.dispose()
 
     assert [tuple(row) for row in collations] == [
+        ("audit_log", "bucket", "C"),
+        ("audit_log", "key", "C"),
         ("bucket_keys", "bucket", "C"),
         ("buckets", "name", "C"),
         ("objects", "bucket", "C"),

@@ -80,6 +80,10 @@ class ObjectRecord:
     row_mac: bytes = b""
     #: Targets that failed during the write and must get a copy (``blindstore repair``).
     repairs: tuple[str, ...] = ()
+    #: Origin system, consent reference, legal basis (``blindstore.provenance``).
+    provenance: dict[str, str] = field(default_factory=dict)
+    #: Retention end, seconds since the epoch (``blindstore retention enforce``).
+    retention_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ class Upload:
     checksum_algorithm: str | None = None
     #: How many targets must store each part (the placement's write quorum).
     quorum: int = 1
+    provenance: dict[str, str] = field(default_factory=dict)
+    retention_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

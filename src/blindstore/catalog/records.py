@@ -133,6 +133,8 @@ def object_values(record: ObjectRecord) -> dict[str, Any]:
         "tags": encode_dict(record.tags),
         "row_mac": record.row_mac,
         "repairs": encode_names(record.repairs),
+        "provenance": encode_dict(record.provenance),
+        "retention_until": record.retention_until,
     }
 
 
@@ -158,6 +160,8 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         tags,
         row_mac,
         repairs,
+        provenance,
+        retention_until,
     ) = row
     return ObjectRecord(
         bucket,
@@ -179,6 +183,8 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         decode_dict(tags),
         row_mac,
         decode_names(repairs),
+        decode_dict(provenance),
+        retention_until,
     )
 
 
@@ -201,6 +207,8 @@ def upload_values(upload: Upload) -> dict[str, Any]:
         "tags": encode_dict(upload.tags),
         "checksum_algorithm": upload.checksum_algorithm,
         "quorum": upload.quorum,
+        "provenance": encode_dict(upload.provenance),
+        "retention_until": upload.retention_until,
     }
 
 
@@ -223,6 +231,8 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         tags,
         checksum_algorithm,
         quorum,
+        provenance,
+        retention_until,
     ) = row
     return Upload(
         upload_id,
@@ -241,6 +251,8 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         decode_dict(tags),
         checksum_algorithm,
         quorum,
+        decode_dict(provenance),
+        retention_until,
     )
 
 

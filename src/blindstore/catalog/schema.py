@@ -94,6 +94,11 @@ objects = Table(
     Column("row_mac", LargeBinary, nullable=False),
     #: JSON list of the targets that failed during the write (``blindstore repair``).
     Column("repairs", Text, nullable=False),
+    #: JSON object: origin system, consent reference, legal basis (``blindstore.provenance``).
+    Column("provenance", Text, nullable=False, server_default="{}"),
+    #: Retention end (seconds since the epoch), for ``blindstore retention enforce``.
+    Column("retention_until", Double, nullable=True),
+    Index(None, "retention_until"),
 )
 
 uploads = Table(
@@ -116,6 +121,8 @@ uploads = Table(
     Column("tags", Text, nullable=False),
     Column("checksum_algorithm", Text, nullable=True),
     Column("quorum", Integer, nullable=False),
+    Column("provenance", Text, nullable=False, server_default="{}"),
+    Column("retention_until", Double, nullable=True),
     # ListMultipartUploads pages by (key, upload_id) within a bucket.
     Index(None, "bucket", "key", "upload_id"),
 )
@@ -195,4 +202,53 @@ bucket_keys = Table(
     Column("created", Double, nullable=False),
     # Rotation finds the rows wrapped by an old version of a key.
     Index(None, "key_name", "key_version"),
+)
+
+#: The hash-chained audit trail (``blindstore.audit``): one row per S3 or admin action, denied
+#: ones included. ``hash`` = SHA-256 over the previous record's hash and this record's canonical
+#: encoding; ``seq`` is gap-free from 1, so a deleted, inserted or reordered record breaks it.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", Double, nullable=False),
+    Column("request_id", Text, nullable=False),
+    #: Access key id, ``admin`` or ``os:<user>`` (CLI jobs); empty when unauthenticated.
+    Column("principal", Text, nullable=False),
+    Column("tenant_id", LargeBinary(16), nullable=True),
+    #: The S3 operation (``PutObject``...) or admin action (``admin.CreateTenant``...).
+    Column("operation", Text, nullable=False),
+    Column("bucket", ByteOrderedText, nullable=True),
+    Column("key", ByteOrderedText, nullable=True),
+    Column("object_id", LargeBinary(16), nullable=True),
+    #: The object version: its ETag (the object id names the version's bytes).
+    Column("version", Text, nullable=True),
+    #: JSON list of the backends the action touched.
+    Column("backends", Text, nullable=False),
+    Column("key_name", Text, nullable=True),
+    Column("key_version", Integer, nullable=True),
+    #: HTTP status, and the S3 error code when it failed (``403 AccessDenied``).
+    Column("result", Text, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("source", Text, nullable=False),
+    #: JSON object of anything else worth keeping (never plaintext, keys or secrets).
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Index(None, "object_id"),
+    Index(None, "tenant_id", "time"),
+    Index(None, "principal", "time"),
+)
+
+#: Signed checkpoints of the audit chain: the hash at ``seq``, signed with a Transit ed25519 key.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("time", Double, nullable=False),
+    Column("key_name", Text, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    #: ``vault:vN:<base64>`` over the checkpoint's canonical bytes.
+    Column("signature", Text, nullable=False),
 )

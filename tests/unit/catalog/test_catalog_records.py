@@ -85,13 +85,24 @@ def test_encodings_are_compact_and_keep_unicode_readable() -> None:
         (buckets, Bucket("photos", TENANT.tenant_id, 2.0), bucket_values, bucket_from_row),
         (
             objects,
-            dataclasses.replace(make_object("photos", "k"), tags={"t": "1"}, row_mac=b"mac"),
+            dataclasses.replace(
+                make_object("photos", "k"),
+                tags={"t": "1"},
+                row_mac=b"mac",
+                provenance={"origin": "PACS-1"},
+                retention_until=2e9,
+            ),
             object_values,
             object_from_row,
         ),
         (
             uploads,
-            dataclasses.replace(make_upload("photos", "k", "u1"), checksum_algorithm="crc32"),
+            dataclasses.replace(
+                make_upload("photos", "k", "u1"),
+                checksum_algorithm="crc32",
+                provenance={"consent": "C-9"},
+                retention_until=2e9,
+            ),
             upload_values,
             upload_from_row,
         ),
