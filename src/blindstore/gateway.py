@@ -22,6 +22,7 @@ import anyio
 import structlog
 
 from blindstore import crypto
+from blindstore.audit.events import AuditSink
 from blindstore.backends.base import Backend
 from blindstore.backends.ids import new_blob_id
 from blindstore.catalog.base import (
@@ -197,6 +198,8 @@ class Gateway:
         self.clock = clock
         self.rng = rng
         self._bucket_cache: dict[str, tuple[Bucket, float]] = {}
+        #: Where audit records go (``blindstore.audit``); None: not audited (unit tests).
+        self.audit: AuditSink | None = None
         #: Keys of crypto-shredded tenants and subjects (``refresh_revocations``): reads and
         #: writes under them are refused even while a DEK is still cached.
         self.revoked_keys: frozenset[str] = frozenset()
