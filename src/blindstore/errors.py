@@ -13,7 +13,7 @@ that calls the foreign library.
     │   ├── RequestTimeTooSkewed         403
     │   ├── AuthorizationHeaderMalformed 400
     │   ├── AuthorizationQueryParametersError 400
-    │   ├── NoSuchBucket / NoSuchKey / NoSuchUpload / NoSuchTagSet   404
+    │   ├── NoSuchBucket / NoSuchKey / NoSuchUpload / NoSuchTagSet / NoSuchTenant   404
     │   ├── BucketAlreadyExists / BucketAlreadyOwnedByYou / BucketNotEmpty  409
     │   ├── InvalidBucketName / KeyTooLongError / MetadataTooLarge / InvalidArgument /
     │   │   InvalidRequest / InvalidTag / MalformedXML / InvalidPart / InvalidPartOrder /
@@ -132,6 +132,14 @@ class NoSuchUpload(ClientError):
         "The specified upload does not exist. The upload ID may be invalid, "
         "or the upload may have been aborted or completed."
     )
+
+
+class NoSuchTenant(ClientError):
+    """No tenant of that name (admin plane and CLI; S3 requests never name a tenant)."""
+
+    code = "NoSuchTenant"
+    status = 404
+    default_message = "The specified tenant does not exist."
 
 
 class NoSuchTagSet(ClientError):

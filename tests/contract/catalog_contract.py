@@ -24,6 +24,7 @@ from blindstore.catalog.base import (
     Catalog,
     KeyUsage,
     ObjectRecord,
+    ReplicaUsage,
     Shred,
     StoredPart,
     SubjectKey,
@@ -1010,6 +1011,49 @@ class CatalogContract:
         repaired = await catalog.get_object("photos", "a")
         assert repaired is not None
         assert (repaired.backends, repaired.repairs) == ((BACKEND, "s3"), ())
+
+    async def test_replica_usage_counts_objects_and_bytes_per_replica_set_by_tenant_or_bucket(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog, "alpha")
+        await setup_bucket(catalog, "beta")
+        await catalog.create_tenant(OTHER_TENANT)
+        await catalog.create_bucket(Bucket("gamma", OTHER_TENANT.tenant_id, 1500.0))
+
+        def placed(
+            bucket: str, key: str, parts: int, backends: tuple[str, ...], repairs: tuple[str, ...]
+        ) -> ObjectRecord:
+            tenant = OTHER_TENANT if bucket == "gamma" else TENANT
+            made = make_object(bucket, key, parts=[str(n) for n in range(parts)], tenant=tenant)
+            return dataclasses.replace(made, backends=backends, repairs=repairs)
+
+        await catalog.put_object(placed("alpha", "a", 1, ("disk", "s3"), ()))
+        await catalog.put_object(placed("alpha", "b", 2, ("disk", "s3"), ()))
+        await catalog.put_object(placed("alpha", "c", 1, ("disk",), ("s3",)))
+        await catalog.put_object(placed("beta", "d", 3, ("disk", "s3"), ()))
+        await catalog.put_object(placed("gamma", "e", 1, ("azure",), ()))
+
+        def usage(rows: Sequence[ReplicaUsage]) -> set[ReplicaUsage]:
+            assert len(rows) == len(set(rows)), "one row per replica set"
+            return set(rows)
+
+        assert usage(await catalog.replica_usage(bucket="alpha")) == {
+            ReplicaUsage(("disk", "s3"), (), objects=2, bytes=300),
+            ReplicaUsage(("disk",), ("s3",), objects=1, bytes=100),
+        }
+        assert usage(await catalog.replica_usage(tenant_id=TENANT.tenant_id)) == {
+            ReplicaUsage(("disk", "s3"), (), objects=3, bytes=600),
+            ReplicaUsage(("disk",), ("s3",), objects=1, bytes=100),
+        }
+        assert usage(await catalog.replica_usage(tenant_id=OTHER_TENANT.tenant_id)) == {
+            ReplicaUsage(("azure",), (), objects=1, bytes=100)
+        }
+        assert (
+            usage(await catalog.replica_usage(tenant_id=OTHER_TENANT.tenant_id, bucket="alpha"))
+            == set()
+        )
+        assert len(await catalog.replica_usage()) == 3
+        assert await catalog.replica_usage(bucket="missing") == []
 
     async def test_bucket_keys_round_trip_and_ids_are_unique(self, catalog: Catalog) -> None:
         key = make_bucket_key("bk", version=2)

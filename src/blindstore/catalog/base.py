@@ -218,6 +218,21 @@ class BucketKey:
     created: float
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaUsage:
+    """The objects sharing one replica set: where they are, how many, how many bytes.
+
+    ``bytes`` counts plaintext (the objects' sizes); the ciphertext each replica holds is a
+    little larger (docs/format.md). ``backends`` keeps the rows' read-preference order, so one
+    set of backends may appear under several orders.
+    """
+
+    backends: tuple[str, ...]
+    repairs: tuple[str, ...]
+    objects: int
+    bytes: int
+
+
 @runtime_checkable
 class Catalog(Protocol):
     # tenants and credentials
@@ -444,4 +459,12 @@ class Catalog(Protocol):
     ) -> bool:
         """Replace a bucket key's wrapped form if it still is ``old_wrapped`` (compare and set);
         False if it changed meanwhile or is gone."""
+        ...
+
+    # transparency (reports over where objects are)
+    async def replica_usage(
+        self, *, tenant_id: bytes | None = None, bucket: str | None = None
+    ) -> list[ReplicaUsage]:
+        """Objects and bytes per distinct replica set (``backends``, ``repairs``), of one
+        tenant and/or one bucket (every object without either), in no particular order."""
         ...

@@ -85,6 +85,7 @@ from blindstore.catalog.schema import (
     uploads,
 )
 from blindstore.catalog.sql_keys import KeyLifecycleQueries
+from blindstore.catalog.sql_reports import ReportQueries
 from blindstore.errors import (
     BlindstoreError,
     BucketAlreadyExists,
@@ -121,7 +122,7 @@ class _Retry(Exception):
     """Raised inside a write when a concurrent insert won a race: rerun the transaction."""
 
 
-class SqlCatalog(KeyLifecycleQueries):
+class SqlCatalog(KeyLifecycleQueries, ReportQueries):
     """The ``Catalog`` on a SQL database.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/catalog.db`` (WAL journal),
