@@ -37,7 +37,6 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
-app.command("transparency")(transparency)
 
 
 @app.callback()
@@ -303,6 +302,9 @@ def repair(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
         raise _fail(exc) from exc
     except BaseExceptionGroup as group:
         raise _fail_group(group) from group
+
+
+app.command("transparency")(transparency)
 
 
 def main() -> None:
