@@ -6,7 +6,7 @@ The records are built from the sovereign catalog (the rows say where every repli
 placement policy's declared facts (provider, region, jurisdiction, certifications, HDS
 carriers). Nothing is read from Vault or a backend: the answer stays available when they are
 not, and it reveals no key material and no ciphertext. Each record is a frozen pydantic model
-whose JSON form (``model_dump(mode="json")``) is what the CLI, the admin API and the SDK show.
+whose JSON form (``as_json()``) is what the CLI, the admin API and the SDK show.
 
 ``TransparencySource`` is what the functions need: the ``Gateway`` satisfies it, and the CLI
 builds a lighter one (catalog and policy file, no Vault session).
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from blindstore.catalog.base import Catalog, ObjectRecord, ReplicaUsage, Tenant
 from blindstore.config import Settings
@@ -73,6 +73,16 @@ class CatalogSource:
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Document(_Frozen):
+    """A top-level JSON document: its schema id comes first, under the key ``schema``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def as_json(self) -> dict[str, object]:
+        """The JSON-ready form (what the CLI prints and the admin API returns)."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class BackendFacts(_Frozen):
@@ -148,10 +158,12 @@ class PlacementReason(_Frozen):
     note: str
 
 
-class TransparencyRecord(_Frozen):
+class TransparencyRecord(_Document):
     """Everything an auditor asks about one object (schema ``blindstore.transparency/1``)."""
 
-    schema_id: Literal["blindstore.transparency/1"] = "blindstore.transparency/1"
+    schema_id: Literal["blindstore.transparency/1"] = Field(
+        default="blindstore.transparency/1", alias="schema"
+    )
     tenant: str
     bucket: str
     key: str
@@ -194,7 +206,7 @@ class BackendUsage(_Frozen):
     pending_repair_bytes: int
 
 
-class Summary(_Frozen):
+class Summary(_Document):
     """Where a bucket's or a tenant's objects are (schema ``blindstore.transparency-summary/1``).
 
     ``objects``/``bytes``: each object once. Per backend, an object counts on every backend that
@@ -204,7 +216,9 @@ class Summary(_Frozen):
     under provider and jurisdiction ``undeclared``.
     """
 
-    schema_id: Literal["blindstore.transparency-summary/1"] = "blindstore.transparency-summary/1"
+    schema_id: Literal["blindstore.transparency-summary/1"] = Field(
+        default="blindstore.transparency-summary/1", alias="schema"
+    )
     scope: Literal["bucket", "tenant"]
     tenant: str
     bucket: str | None

@@ -369,7 +369,9 @@ def test_the_command_prints_the_record_and_the_summaries(
 ) -> None:
     code, out, err = _cli(place, tmp_path, *written["note"], "--format", "json")
     assert code == 0, err
-    assert {r["backend"]["name"] for r in json.loads(out)["replicas"]} == {"disk-b", "cloud"}
+    document = json.loads(out)
+    assert document["schema"] == "blindstore.transparency/1"
+    assert {r["backend"]["name"] for r in document["replicas"]} == {"disk-b", "cloud"}
 
     code, out, err = _cli(place, tmp_path, *written["note"])
     assert code == 0, err
@@ -378,6 +380,7 @@ def test_the_command_prints_the_record_and_the_summaries(
 
     code, out, err = _cli(place, tmp_path, "--tenant", "demo", "--format", "json")
     assert code == 0, err
+    assert json.loads(out)["schema"] == "blindstore.transparency-summary/1"
     assert json.loads(out)["objects"] == len(written)
     code, out, err = _cli(place, tmp_path, "--bucket", "misc")
     assert code == 0, err

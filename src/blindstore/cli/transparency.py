@@ -10,7 +10,6 @@ from typing import Annotated
 
 import anyio
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -51,7 +50,7 @@ def transparency(
     if fmt not in ("text", "json"):
         raise typer.BadParameter("one of text, json", param_hint="--format")
 
-    async def main() -> BaseModel:
+    async def main() -> TransparencyRecord | Summary:
         from blindstore import runtime
         from blindstore.cli.main import resolve_settings
         from blindstore.policy import load_file
@@ -76,10 +75,10 @@ def transparency(
         err_console.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from exc
     if fmt == "json":
-        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
     elif isinstance(result, TransparencyRecord):
         render_record(result)
-    elif isinstance(result, Summary):
+    else:
         render_summary(result)
 
 
