@@ -385,6 +385,8 @@ def test_the_command_prints_the_record_and_the_summaries(
     code, out, err = _cli(place, tmp_path, "--bucket", "misc")
     assert code == 0, err
     assert "Per jurisdiction" in out
+    assert "disk-b" in out
+    assert "Cloud <Inc>" in out
 
     code, _, err = _cli(place, tmp_path, "misc", "absent")
     assert code == 2

@@ -90,12 +90,16 @@ def _where(backend: BackendFacts) -> str:
     return " / ".join(p for p in (backend.region, backend.country) if p) or "-"
 
 
-def _facts_table(title: str, backends: list[tuple[BackendFacts, list[str]]], extra: str) -> Table:
+def _facts_table(
+    title: str, backends: list[tuple[BackendFacts, list[str]]], extra: tuple[str, ...]
+) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("backend", "kind"):
         table.add_column(column, no_wrap=True)
-    for column in ("provider", "region / country", "jurisdiction", "certified", extra):
+    for column in ("provider", "region / country", "jurisdiction", "certified"):
         table.add_column(column, overflow="fold")
+    for column in extra:
+        table.add_column(column, justify="right" if column != "status" else "left")
     for backend, cells in backends:
         table.add_row(
             backend.name,
@@ -114,7 +118,7 @@ def render_record(record: TransparencyRecord) -> None:
     _say(f"  id {record.object_id}, {format_size(record.size)}, etag {record.etag}")
     _say(f"  written {record.written_iso}, last read {record.last_accessed_iso or 'not recorded'}")
     rows = [(r.backend, [r.status.replace("_", " ")]) for r in record.replicas]
-    console.print(_facts_table("Replicas", rows, "status"))
+    console.print(_facts_table("Replicas", rows, ("status",)))
     activities = Table(title="Who carries each HDS hosting activity", title_justify="left")
     activities.add_column("activity")
     for replica in record.replicas:
@@ -164,10 +168,7 @@ def render_summary(summary: Summary) -> None:
         (u.backend, [str(u.objects), format_size(u.bytes), str(u.pending_repair_objects)])
         for u in summary.backends
     ]
-    table = _facts_table("Per backend", rows, "objects")
-    table.add_column("bytes", justify="right")
-    table.add_column("awaiting repair", justify="right")
-    console.print(table)
+    console.print(_facts_table("Per backend", rows, ("objects", "bytes", "awaiting repair")))
     for title, usage in (
         ("Per provider", summary.providers),
         ("Per jurisdiction", summary.jurisdictions),
