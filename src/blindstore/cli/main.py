@@ -1,4 +1,4 @@
-"""The `blindstore` command: dev, serve, tenants, gc, repair, policy, keys.
+"""The `blindstore` command: dev, serve, tenants, gc, repair, policy, keys, retention.
 
 Commands that act on an instance take ``--data-dir`` (a `blindstore dev` directory, whose
 ``dev.json`` says where OpenBao is) or ``--config`` (a production settings file).
@@ -20,6 +20,7 @@ from blindstore import config as config_module
 from blindstore.cli.keys import keys_app
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.cli.policy import policy_app
+from blindstore.cli.retention import retention_app
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
 from blindstore.keys.justification import job, justified
@@ -34,6 +35,7 @@ tenants_app = typer.Typer(help="Tenants and their access keys.", no_args_is_help
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(retention_app, name="retention")
 
 
 @app.callback()
