@@ -159,27 +159,40 @@ async def _delete(
     if removed is None:
         return "skipped"
     if gateway.audit is not None:
-        await gateway.audit.append(
-            AuditEvent(
-                # When it happened; ``now`` is the cut-off date, which a run may set ahead.
-                time=gateway.clock(),
-                request_id=uuid.uuid4().hex,
-                principal=principal,
-                operation=OPERATION,
-                result="204",
-                tenant_id=removed.tenant_id,
-                bucket=removed.bucket,
-                key=removed.key,
-                object_id=removed.object_id,
-                version=removed.etag,
-                backends=(*removed.backends, *removed.repairs),
-                key_name=removed.key_name,
-                key_version=removed.key_version,
-                detail={
-                    "retention_until": format_retention(record.retention_until or 0.0),
-                    "cutoff": format_retention(now),
-                    "run": run_id,
-                },
-            )
-        )
+        try:
+            await _audit(gateway, removed, now, principal, run_id)
+        except BaseException:
+            # The object is gone and its record could not be written: say so, stop the run.
+            log.error("retention_audit_failed", run=run_id)
+            raise
     return "deleted"
+
+
+async def _audit(
+    gateway: Gateway, removed: ObjectRecord, now: float, principal: str, run_id: str
+) -> None:
+    """Append the audit record of one deletion (the caller checked that there is a sink)."""
+    assert gateway.audit is not None
+    await gateway.audit.append(
+        AuditEvent(
+            # When it happened; ``now`` is the cut-off date, which a run may set ahead.
+            time=gateway.clock(),
+            request_id=uuid.uuid4().hex,
+            principal=principal,
+            operation=OPERATION,
+            result="204",
+            tenant_id=removed.tenant_id,
+            bucket=removed.bucket,
+            key=removed.key,
+            object_id=removed.object_id,
+            version=removed.etag,
+            backends=(*removed.backends, *removed.repairs),
+            key_name=removed.key_name,
+            key_version=removed.key_version,
+            detail={
+                "retention_until": format_retention(removed.retention_until or 0.0),
+                "cutoff": format_retention(now),
+                "run": run_id,
+            },
+        )
+    )
