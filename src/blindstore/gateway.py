@@ -61,6 +61,7 @@ from blindstore.errors import (
 from blindstore.fanout import fan_out
 from blindstore.keys.base import DataKey, KeyWrapper
 from blindstore.policy.model import ObjectFacts, Placement, Policy
+from blindstore.provenance import Provenance, check_required
 from blindstore.s3.conditions import Conditions, check_copy_source, check_read
 from blindstore.subjects import is_subject_key, subject_digest, subject_key_name
 
@@ -118,6 +119,8 @@ class WriteMeta:
     subject: str | None = field(default=None, repr=False)
     #: A data subject's key name, inherited by a copy of one of its objects.
     subject_key: str | None = None
+    #: Origin system, consent reference, legal basis and retention date (``x-blindstore-*``).
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,12 @@ def _canonical_row(record: ObjectRecord, legacy_backend: str | None = None) -> b
         "checksums": record.checksums,
         "key_name": record.key_name,
     }
+    # Provenance and retention (catalog revision 0005) are covered only when present, so that
+    # every row MACed before them still verifies.
+    if record.provenance:
+        doc["provenance"] = record.provenance
+    if record.retention_until is not None:
+        doc["retention_until"] = record.retention_until
     if legacy_backend is not None:
         # Rows MACed before catalog revision 0002 also covered their one backend's name.
         doc["backend"] = legacy_backend
@@ -321,6 +330,8 @@ class Gateway:
             user_metadata=meta.user_metadata,
             checksums=check.checksums(),
             tags=meta.tags,
+            provenance=dict(meta.provenance.fields),
+            retention_until=meta.provenance.retention_until,
         )
         return await self._commit(record, datakey.dek, if_match, if_none_match)
 
@@ -404,6 +415,8 @@ class Gateway:
             content_type=meta.headers.get("content-type"),
         )
         placement = self.placement(facts)
+        # Before any key or blob exists: a refused write stores nothing.
+        check_required(placement.require, meta.provenance, placement.rule)
         missing = [name for name in placement.targets if name not in self.backends]
         if missing:
             # A policy reloaded with a backend this process never built: fail closed.
@@ -763,6 +776,19 @@ class Gateway:
         if removed is not None:
             await self._discard(removed)
 
+    async def delete_object_version(
+        self, bucket_name: str, key: str, object_id: bytes
+    ) -> ObjectRecord | None:
+        """Delete an object as DELETE does, but only while its row still holds ``object_id``.
+
+        For jobs that act on a row they read earlier (``blindstore retention enforce``): an
+        object overwritten meanwhile is a new version that is left alone (None is returned).
+        """
+        removed = await self.catalog.delete_object_version(bucket_name, key, object_id)
+        if removed is not None:
+            await self._discard(removed)
+        return removed
+
     async def get_tags(self, principal: Principal, bucket_name: str, key: str) -> dict[str, str]:
         return (await self.head_object(principal, bucket_name, key)).tags
 
@@ -824,7 +850,11 @@ class Gateway:
             )
         dek = await self._open_record(source)
         body = self._plaintext(source, dek, 0, source.size - 1)
-        chosen = meta or WriteMeta(headers=source.headers, user_metadata=source.user_metadata)
+        chosen = meta or WriteMeta(
+            headers=source.headers,
+            user_metadata=source.user_metadata,
+            provenance=Provenance(source.provenance, source.retention_until),
+        )
         chosen = replace(chosen, tags=source.tags if tags is None else tags)
         if subject is not None:
             chosen = replace(chosen, subject=subject, subject_key=None)
@@ -875,6 +905,8 @@ class Gateway:
             tags=meta.tags,
             checksum_algorithm=checksum_algorithm,
             quorum=quorum,
+            provenance=dict(meta.provenance.fields),
+            retention_until=meta.provenance.retention_until,
         )
         await self.catalog.create_upload(upload)
         return upload
@@ -1023,6 +1055,8 @@ class Gateway:
             headers=upload.headers,
             user_metadata=upload.user_metadata,
             tags=upload.tags,
+            provenance=upload.provenance,
+            retention_until=upload.retention_until,
         )
         record = replace(
             record, row_mac=crypto.row_mac(dek, record.object_id, _canonical_row(record))

@@ -541,6 +541,109 @@ class CatalogContract:
             f"w{n}" for n in range(6) if f"w{n}" != stored.etag
         )
 
+    async def test_provenance_and_retention_round_trip_on_objects(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        record = dataclasses.replace(
+            make_object("photos", "scan.dcm"),
+            provenance={
+                "origin_system": "PACS-CHU-Nord",
+                "consent_ref": "consent/2026/ß-42",
+                "legal_basis": "gdpr-9-2-h",
+            },
+            retention_until=1_956_528_000.5,
+        )
+
+        await catalog.put_object(record)
+
+        assert await catalog.get_object("photos", "scan.dcm") == record
+        page = await catalog.list_objects("photos")
+        assert page.objects == [record]
+
+    async def test_replacing_an_object_replaces_its_provenance(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        first = dataclasses.replace(
+            make_object("photos", "a", etag="v1"),
+            provenance={"consent_ref": "c-1"},
+            retention_until=5000.0,
+        )
+        second = make_object("photos", "a", etag="v2")
+        await catalog.put_object(first)
+
+        assert await catalog.put_object(second) == first
+        stored = await catalog.get_object("photos", "a")
+        assert stored is not None
+        assert (stored.provenance, stored.retention_until) == ({}, None)
+
+    async def test_provenance_of_an_upload_reaches_its_completed_object(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        upload = dataclasses.replace(
+            make_upload("photos", "big.bin", "u1"),
+            provenance={"origin_system": "LIS", "legal_basis": "gdpr-9-2-j"},
+            retention_until=7_000_000_000.0,
+        )
+        await catalog.create_upload(upload)
+        assert await catalog.get_upload("u1") == upload
+        record = dataclasses.replace(
+            make_object("photos", "big.bin"),
+            provenance=upload.provenance,
+            retention_until=upload.retention_until,
+        )
+
+        await catalog.complete_upload("u1", record)
+
+        assert await catalog.get_object("photos", "big.bin") == record
+
+    async def test_expired_objects_are_those_past_their_retention_in_order(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await setup_bucket(catalog, "scans")
+        retained = {
+            ("photos", "old"): 100.0,
+            ("photos", "older"): 50.0,
+            ("scans", "old-too"): 100.0,
+            ("photos", "exactly-now"): 500.0,
+            ("photos", "future"): 900.0,
+        }
+        for (bucket, key), until in retained.items():
+            record = dataclasses.replace(make_object(bucket, key), retention_until=until)
+            await catalog.put_object(record)
+        await catalog.put_object(make_object("photos", "forever"))
+
+        found = await catalog.expired_objects(500.0)
+
+        assert [(r.bucket, r.key) for r in found] == [
+            ("photos", "older"),
+            ("photos", "old"),
+            ("scans", "old-too"),
+        ]
+        only_scans = await catalog.expired_objects(500.0, bucket="scans")
+        assert [r.key for r in only_scans] == ["old-too"]
+        assert await catalog.expired_objects(500.0, tenant_id=ident("nobody")) == []
+        assert len(await catalog.expired_objects(500.0, tenant_id=TENANT.tenant_id)) == 3
+
+    async def test_expired_objects_page_after_a_cursor(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        for index, key in enumerate(["a", "b", "c", "d", "e"]):
+            until = 10.0 if index < 3 else 20.0
+            await catalog.put_object(
+                dataclasses.replace(make_object("photos", key), retention_until=until)
+            )
+        seen: list[str] = []
+        cursor: tuple[float, str, str] | None = None
+        while True:
+            page = await catalog.expired_objects(1000.0, after=cursor, limit=2)
+            if not page:
+                break
+            seen.extend(r.key for r in page)
+            last = page[-1]
+            assert last.retention_until is not None
+            cursor = (last.retention_until, last.bucket, last.key)
+
+        assert seen == ["a", "b", "c", "d", "e"]
+
     async def test_delete_object_returns_the_removed_row(self, catalog: Catalog) -> None:
         await setup_bucket(catalog)
         record = make_object("photos", "a")

@@ -133,6 +133,14 @@ def test_make_demo_places_each_classification_where_the_policy_says(tmp_path: Pa
             "research-exports": {"sovereign-disk", "aws"},
             "newsletters": {"aws", "azure", "gcs"},
         }
+        # The demo policy requires consent and a legal basis for identifying data.
+        consent = {"x-blindstore-consent-ref": "c-1", "x-blindstore-legal-basis": "gdpr-9-2-h"}
+
+        def sign_consent(request: Any, **_kwargs: Any) -> None:
+            for name, value in consent.items():
+                request.headers[name] = value
+
+        s3.meta.events.register_first("before-sign.s3.PutObject", sign_consent)
         for bucket in placed:
             s3.create_bucket(Bucket=bucket)
             s3.put_object(Bucket=bucket, Key="DUPONT_Jean.dcm", Body=f"scan in {bucket}".encode())

@@ -155,6 +155,12 @@ def routed(
     gw.stop()
 
 
+def _consent(request: Any, **_kwargs: Any) -> None:
+    """Sign every PutObject with the provenance the demo policy requires of identifying data."""
+    request.headers["x-blindstore-consent-ref"] = "consent/2026/0001"
+    request.headers["x-blindstore-legal-basis"] = "gdpr-9-2-h"
+
+
 def _record(gw: RunningGateway, bucket: str, key: str) -> ObjectRecord:
     found = gw.run(gw.gateway.catalog.get_object(bucket, key))
     assert found is not None
@@ -169,6 +175,15 @@ def test_objects_land_exactly_where_their_classification_rule_says(
     for bucket in ("patient-records", "research-exports", "misc"):
         s3.create_bucket(Bucket=bucket)
     bodies = {key: os.urandom(50_000) for key in ("id", "pseudo", "plain", "tagged", "header")}
+    # The demo policy requires a consent reference and a legal basis for identifying data.
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket="patient-records", Key="id", Body=bodies["id"])
+    assert refused.value.response["Error"]["Code"] == "InvalidRequest"
+    assert gw.run(gw.gateway.catalog.get_object("patient-records", "id")) is None
+    tenant = gw.run(gw.gateway.catalog.get_tenant_by_name("demo"))
+    assert tenant is not None
+    assert not any(stands.blobs(name, tenant.container) for name in BACKENDS)
+    s3.meta.events.register_first("before-sign.s3.PutObject", _consent)
     s3.put_object(Bucket="patient-records", Key="id", Body=bodies["id"])
     s3.put_object(Bucket="research-exports", Key="pseudo", Body=bodies["pseudo"])
     s3.put_object(Bucket="misc", Key="plain", Body=bodies["plain"])
@@ -181,6 +196,7 @@ def test_objects_land_exactly_where_their_classification_rule_says(
         Body=bodies["header"],
         Metadata={"classification": "identifying"},
     )
+    s3.meta.events.unregister("before-sign.s3.PutObject", _consent)
 
     where = {
         key: _record(gw, bucket, key)

@@ -440,6 +440,21 @@ class Catalog(Protocol):
 
     async def close(self) -> None: ...
 
+    # retention (``blindstore retention enforce``)
+    async def expired_objects(
+        self,
+        before: float,
+        *,
+        tenant_id: bytes | None = None,
+        bucket: str | None = None,
+        after: tuple[float, str, str] | None = None,
+        limit: int = 200,
+    ) -> list[ObjectRecord]:
+        """Objects whose ``retention_until`` is set and earlier than ``before`` (optionally of
+        one tenant or bucket), ordered by (retention_until, bucket, key), strictly after
+        ``after`` in that order; at most ``limit``."""
+        ...
+
     # bucket keys (bucket-key mode; rows are never deleted: objects may still name them)
     async def put_bucket_key(self, key: BucketKey) -> None:
         """Record a new bucket key; InvalidArgument if its id exists."""

@@ -692,6 +692,43 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries):
 
         return await self._run(_WRITE, work)
 
+    async def expired_objects(
+        self,
+        before: float,
+        *,
+        tenant_id: bytes | None = None,
+        bucket: str | None = None,
+        after: tuple[float, str, str] | None = None,
+        limit: int = 200,
+    ) -> list[ObjectRecord]:
+        """Objects whose retention ended before ``before``, by (retention_until, bucket, key)."""
+
+        def work(conn: Connection) -> list[ObjectRecord]:
+            until = objects.c.retention_until
+            query = select(objects).where(until.is_not(None), until < before)
+            if tenant_id is not None:
+                query = query.where(objects.c.tenant_id == tenant_id)
+            if bucket is not None:
+                query = query.where(objects.c.bucket == bucket)
+            if after is not None:
+                last_until, last_bucket, last_key = after
+                query = query.where(
+                    or_(
+                        until > last_until,
+                        and_(
+                            until == last_until,
+                            or_(
+                                objects.c.bucket > last_bucket,
+                                and_(objects.c.bucket == last_bucket, objects.c.key > last_key),
+                            ),
+                        ),
+                    )
+                )
+            query = query.order_by(until, objects.c.bucket, objects.c.key).limit(limit)
+            return [object_from_row(row) for row in conn.execute(query)]
+
+        return await self._run(_READ, work)
+
     async def close(self) -> None:
         """Close every pooled connection."""
         await anyio.to_thread.run_sync(self._engine.dispose)

@@ -234,7 +234,8 @@ def _announce(console: Console, info: dict[str, Any], data_dir: Path) -> None:
         "Placement (deploy/policy.demo.yaml): bucket 'patient-records' → identifying → "
         "sovereign disk + on-premise S3; 'research-exports' → pseudonymized → sovereign disk + "
         "AWS; anything else → AWS + Azure + GCS. Set the header x-amz-meta-classification to "
-        "choose per object.",
+        "choose per object. Identifying objects need the headers x-blindstore-consent-ref and "
+        "x-blindstore-legal-basis (docs/provenance.md).",
         "",
         "Where the ciphertext is:",
     ]

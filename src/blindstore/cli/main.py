@@ -1,4 +1,5 @@
-"""The `blindstore` command: dev, serve, tenants, gc, repair, policy, keys, report, transparency.
+"""The `blindstore` command: dev, serve, tenants, gc, repair, policy, keys, report, transparency,
+retention.
 
 Commands that act on an instance take ``--data-dir`` (a `blindstore dev` directory, whose
 ``dev.json`` says where OpenBao is) or ``--config`` (a production settings file).
@@ -21,6 +22,7 @@ from blindstore.cli.keys import keys_app
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.cli.policy import policy_app
 from blindstore.cli.report import report_app
+from blindstore.cli.retention import retention_app
 from blindstore.cli.transparency import transparency
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
@@ -37,6 +39,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
+app.add_typer(retention_app, name="retention")
 
 
 @app.callback()

@@ -22,6 +22,7 @@ from blindstore.policy import (
     load_file,
     parse_size,
 )
+from blindstore.provenance import HEADERS
 
 policy_app = typer.Typer(
     help="Placement policy: validate a file, explain where an object would go.",
@@ -126,6 +127,9 @@ def _render(explanation: Explanation) -> None:
     )
     for reason in verdict.reasons:
         say(f"  - {reason}")
+    if rule.require:
+        required = ", ".join(f"{name} ({HEADERS[name]})" for name in rule.require)
+        say(f"requires: {required}; a write without them is refused (400 InvalidRequest)")
     if explanation.skipped:
         say("earlier rules that did not match:")
         for earlier in explanation.skipped:

@@ -222,6 +222,7 @@ def placement_of(classified: Classified, verdicts: tuple[Verdict, ...]) -> Place
         quorum=chosen.rule.write_quorum,
         classification=classified.value,
         reasons=(classified.describe(), *chosen.reasons),
+        require=chosen.rule.require,
     )
 
 

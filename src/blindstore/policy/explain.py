@@ -8,6 +8,7 @@ from typing import Any
 
 from blindstore.policy.engine import Classified, Verdict, placement_of, trace
 from blindstore.policy.model import Backend, HdsActivity, ObjectFacts, Placement, Policy
+from blindstore.provenance import HEADERS
 
 __all__ = ["Explanation", "backend_facts", "explain"]
 
@@ -53,6 +54,9 @@ class Explanation:
                 "line": rule.line,
                 "description": rule.description,
                 "reasons": list(self.matched.reasons),
+                # Provenance the object must carry, as field names and as request headers.
+                "require": list(rule.require),
+                "require_headers": [HEADERS[name] for name in rule.require],
             },
             "skipped": [
                 {"rule": v.rule.name, "line": v.rule.line, "reason": v.reasons[0]}

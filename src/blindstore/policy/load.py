@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from blindstore.errors import ConfigError, PolicyError
 from blindstore.policy._yaml import Field, Reader, line_of
@@ -33,6 +33,7 @@ from blindstore.policy.model import (
     Rule,
     SizeRange,
 )
+from blindstore.provenance import REQUIRABLE
 
 __all__ = ["load_file", "parse"]
 
@@ -321,7 +322,7 @@ class _Builder:
             node,
             what,
             required=("name", "targets"),
-            optional=("description", "match", "write_quorum"),
+            optional=("description", "match", "write_quorum", "require"),
         )
         if f is None:
             return None
@@ -341,6 +342,7 @@ class _Builder:
             if "write_quorum" in f
             else None
         )
+        require = self._require(what, f["require"].node) if "require" in f else ()
         if not self._clean_since(mark) or name is None or targets is None:
             return None
         return Rule(
@@ -349,9 +351,30 @@ class _Builder:
             targets=targets,
             write_quorum=len(targets) if quorum is None else quorum,
             description=description,
+            require=require,
             line=line_of(node),
             lines=MappingProxyType(lines),
         )
+
+    def _require(self, what: str, node: Node) -> tuple[str, ...]:
+        """The provenance fields a rule requires: known names (``REQUIRABLE``), each once."""
+        items = list(node.value) if isinstance(node, SequenceNode) else [node]
+        found: list[str] = []
+        for item in items:
+            name = self.r.text(item, f"{what}: require")
+            if name is None:
+                continue
+            if name not in REQUIRABLE:
+                self.r.error(
+                    item,
+                    f"{what}: require: unknown provenance field {name!r} "
+                    f"(one of {', '.join(REQUIRABLE)})",
+                )
+            elif name in found:
+                self.r.error(item, f"{what}: require: {name!r} is listed twice")
+            else:
+                found.append(name)
+        return tuple(found)
 
     def _match(self, what: str, node: Node, lines: dict[str, int]) -> Match | None:
         f = self.r.fields(

@@ -165,6 +165,10 @@ class Rule:
     targets: tuple[str, ...]
     write_quorum: int
     description: str | None = None
+    #: Provenance fields an object placed by this rule must carry (``blindstore.provenance``:
+    #: ``origin_system``, ``consent_ref``, ``legal_basis``, ``retention_until``); a write
+    #: without them is refused before anything is stored.
+    require: tuple[str, ...] = ()
     line: int = field(default=0, compare=False)
     #: Line of each field that was given (``targets``, ``write_quorum``, ``match.size``...).
     lines: Mapping[str, int] = field(default_factory=_frozen_empty, repr=False, compare=False)
@@ -273,3 +277,5 @@ class Placement:
     quorum: int
     classification: str
     reasons: tuple[str, ...]
+    #: Provenance fields the object must carry (the rule's ``require``).
+    require: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
+from blindstore import provenance
 from blindstore.catalog.base import ObjectRecord
 from blindstore.config import Settings
 from blindstore.errors import (
@@ -123,6 +124,7 @@ def _write_meta(ctx: Context) -> WriteMeta:
         user_metadata=validate.collect_user_metadata(headers.items()),
         tags=validate.parse_tagging_header(tagging) if tagging else {},
         subject=_subject(ctx),
+        provenance=provenance.parse_headers(ctx.request.headers.items()),
     )
 
 
@@ -151,6 +153,7 @@ def _object_headers(
     headers.extend((f"x-amz-meta-{k}", v) for k, v in record.user_metadata.items())
     if record.tags:
         headers.append(("x-amz-tagging-count", str(len(record.tags))))
+    headers.extend(provenance.response_headers(record.provenance, record.retention_until))
     if whole and ctx.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers.extend((f"x-amz-checksum-{alg}", value) for alg, value in record.checksums.items())
     return headers
