@@ -230,21 +230,21 @@ class ChainWalker:
             else:
                 duplicate = True
                 self._add(seq, "inserted", f"a second record with seq {seq}")
-        if in_order and seq - 1 in self._hashes and seq - 1 not in self._flagged:
-            if record.prev_hash != self._hashes[seq - 1]:
-                if seq >= 2 and self._hashes.get(seq - 2) == record.prev_hash:
-                    self._add(
-                        seq - 1,
-                        "inserted",
-                        f"seq {seq} links past it to seq {seq - 2}: this record was inserted",
-                    )
-                elif seq not in self._flagged:
-                    self._add(
-                        seq,
-                        "broken",
-                        f"does not link to seq {seq - 1}: a record before it was rewritten "
-                        "(its hash recomputed), inserted or deleted",
-                    )
+        linkable = in_order and seq - 1 in self._hashes and seq - 1 not in self._flagged
+        if linkable and record.prev_hash != self._hashes[seq - 1]:
+            if seq >= 2 and self._hashes.get(seq - 2) == record.prev_hash:
+                self._add(
+                    seq - 1,
+                    "inserted",
+                    f"seq {seq} links past it to seq {seq - 2}: this record was inserted",
+                )
+            elif seq not in self._flagged:
+                self._add(
+                    seq,
+                    "broken",
+                    f"does not link to seq {seq - 1}: a record before it was rewritten "
+                    "(its hash recomputed), inserted or deleted",
+                )
         if not duplicate:
             self._hashes[seq] = record.hash
             self._hashes.pop(seq - self._WINDOW, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -64,7 +65,7 @@ def kinds(problems: list[object]) -> list[tuple[int, str]]:
 def test_an_untouched_chain_verifies() -> None:
     records = log()
     assert records[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
     assert verify(records, [signed(records[6])], PUBLIC) == []
 
 
