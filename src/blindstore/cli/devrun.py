@@ -173,6 +173,4 @@ async def ensure_audit_key(settings: Settings, admin_token: str) -> None:
 
     vault = settings.vault
     client = make_client(vault.addr, admin_token, read_timeout=vault.timeout_seconds)
-    await TransitAdmin(client, mount=vault.mount).ensure_signing_key(
-        settings.audit.key_name(vault)
-    )
+    await TransitAdmin(client, mount=vault.mount).ensure_signing_key(settings.audit.key_name(vault))

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from blindstore import config as config_module
+from blindstore.cli.audit import audit_app
 from blindstore.cli.keys import keys_app
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.cli.policy import policy_app
@@ -34,6 +35,7 @@ tenants_app = typer.Typer(help="Tenants and their access keys.", no_args_is_help
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
