@@ -17,7 +17,7 @@ from blindstore import provision, runtime
 from blindstore.cli.devrun import ensure_audit_key
 from blindstore.cli.main import dev_settings
 from blindstore.config import Settings
-from blindstore.errors import KeyServiceError
+from blindstore.errors import BlindstoreError
 from blindstore.gateway import Gateway
 from blindstore.keys.transit import TransitKeyWrapper
 
@@ -135,7 +135,7 @@ def start_gateway(
                 finally:
                     if admin is not None:
                         await admin.close()
-                with contextlib.suppress(KeyServiceError):
+                with contextlib.suppress(BlindstoreError):
                     # Audit checkpoints are signed with it (provisioning creates it).
                     await ensure_audit_key(settings, admin_token or vault_token)
                 server = runtime.make_server(settings, gateway)

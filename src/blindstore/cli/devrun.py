@@ -172,5 +172,13 @@ async def ensure_audit_key(settings: Settings, admin_token: str) -> None:
     from blindstore.keys.transit import make_client
 
     vault = settings.vault
-    client = make_client(vault.addr, admin_token, read_timeout=vault.timeout_seconds)
+    client = make_client(
+        vault.addr,
+        admin_token,
+        read_timeout=vault.timeout_seconds,
+        verify=str(vault.ca_cert) if vault.ca_cert else True,
+        cert=(str(vault.client_cert), str(vault.client_key))
+        if vault.client_cert is not None and vault.client_key is not None
+        else None,
+    )
     await TransitAdmin(client, mount=vault.mount).ensure_signing_key(settings.audit.key_name(vault))
