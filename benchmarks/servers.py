@@ -279,6 +279,8 @@ def start_gateway(
             env=env,
         )
         credentials = json.loads(created.stdout)
+        # The audit checkpoint key (deploy/openbao/provision.sh creates it in production).
+        vault.request("POST", "transit/keys/hgw-audit", {"type": "ed25519"})
         server = Server(
             [str(BIN / "blindstore"), "serve", "--config", str(config)],
             port,

@@ -191,6 +191,9 @@ class CatalogAuditLog:
             checkpoint = Checkpoint(seq, digest, at, self._signer.key_name, version, signature)
             await self._catalog.add_audit_checkpoint(checkpoint)
         except BlindstoreError as exc:
+            # Retried after another checkpoint_every records or checkpoint_seconds, not at once:
+            # an unreachable or refusing Transit must not turn every append into a sign call.
+            self._since_checkpoint = 0
             log.warning("audit.checkpoint_failed", error=type(exc).__name__)
             return None
         self._since_checkpoint = 0
