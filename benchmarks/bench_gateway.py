@@ -478,6 +478,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--gateway-log-level", default="info", help="the gateway's log_level (default: info)"
     )
+    parser.add_argument(
+        "--no-audit", action="store_true", help="turn the gateway's audit trail off (its cost)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep data and server logs here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is not met")
     args = parser.parse_args(argv)
@@ -498,7 +501,9 @@ def run_target(
     try:
         with console.status(f"{name}: starting"):
             if name == "gateway":
-                target = start_gateway(workdir, log_level=args.gateway_log_level)
+                target = start_gateway(
+                    workdir, log_level=args.gateway_log_level, audit=not args.no_audit
+                )
             else:
                 target = STARTERS[name](workdir, access_key, secret_key)
     except Exception as exc:

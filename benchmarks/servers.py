@@ -244,11 +244,13 @@ def start_gateway(
     log_level: str = "info",
     storage: dict[str, Any] | None = None,
     keys: dict[str, Any] | None = None,
+    audit: bool = True,
 ) -> Target:
     """OpenBao (dev, audit on) + ``blindstore serve`` with one tenant made by the CLI.
 
     ``storage`` is the config's ``storage`` section (default: the local disk under ``workdir``);
-    ``keys`` its ``keys`` section (default: the defaults).
+    ``keys`` its ``keys`` section (default: the defaults); ``audit`` False turns the gateway's
+    audit trail off (to measure its cost).
     """
     vault = start_openbao(workdir=workdir / "openbao", audit=True)
     try:
@@ -263,6 +265,7 @@ def start_gateway(
                     "catalog": {"url": f"sqlite:///{workdir / 'catalog.db'}"},
                     "log_level": log_level,
                     **({"keys": keys} if keys is not None else {}),
+                    **({} if audit else {"audit": {"enabled": False}}),
                 }
             ),
             encoding="utf-8",
@@ -276,6 +279,8 @@ def start_gateway(
             env=env,
         )
         credentials = json.loads(created.stdout)
+        # The audit checkpoint key (deploy/openbao/provision.sh creates it in production).
+        vault.request("POST", "transit/keys/hgw-audit", {"type": "ed25519"})
         server = Server(
             [str(BIN / "blindstore"), "serve", "--config", str(config)],
             port,

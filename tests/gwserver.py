@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ import boto3
 from botocore.config import Config
 
 from blindstore import provision, runtime
+from blindstore.cli.devrun import ensure_audit_key
 from blindstore.cli.main import dev_settings
 from blindstore.config import Settings
+from blindstore.errors import BlindstoreError
 from blindstore.gateway import Gateway
 from blindstore.keys.transit import TransitKeyWrapper
 
@@ -132,6 +135,9 @@ def start_gateway(
                 finally:
                     if admin is not None:
                         await admin.close()
+                with contextlib.suppress(BlindstoreError):
+                    # Audit checkpoints are signed with it (provisioning creates it).
+                    await ensure_audit_key(settings, admin_token or vault_token)
                 server = runtime.make_server(settings, gateway)
                 task = asyncio.create_task(server.serve())
                 while not server.started:

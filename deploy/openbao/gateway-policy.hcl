@@ -2,7 +2,8 @@
 #
 # It wraps and unwraps per-object data keys (DEKs) under the tenant keys `hgw-t-<tenant>` and the
 # data-subject keys `hgw-p-<tenant>-<id>`, and nothing else: it cannot create, configure, rotate,
-# read, export, back up, restore, trim or delete a key, nor sign, rewrap or generate data keys.
+# read, export, back up, restore, trim or delete a key, nor rewrap or generate data keys; it signs
+# with exactly one key, hgw-audit (audit-trail checkpoints), and nothing else.
 # Everything not granted below is denied by default; the explicit denies at the end document
 # intent and survive a careless grant added later to this policy.
 #
@@ -63,6 +64,16 @@ path "transit/decrypt/hgw-p-*" {
   }
 }
 
+# Audit checkpoints (blindstore.audit): sign the chain's head with the ed25519 key hgw-audit.
+# The exact path only (no "/<hash algorithm>" suffix), "update" only (sign never creates a key),
+# and `input` is the only parameter (no key_version: always the latest version, no prehashing).
+path "transit/sign/hgw-audit" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "input" = []
+  }
+}
+
 # Token hygiene: the gateway renews its own short-lived token, looks it up (ttl left) and
 # revokes it on shutdown. Tokens are issued with token_no_default_policy=true, so these are
 # the only token paths it has.
@@ -79,7 +90,13 @@ path "transit/restore"      { capabilities = ["deny"] }  # key material in
 path "transit/restore/*"    { capabilities = ["deny"] }
 path "transit/rewrap/*"     { capabilities = ["deny"] }  # the rewrap job's identity
 path "transit/datakey/*"    { capabilities = ["deny"] }  # DEKs are generated locally
-path "transit/sign/*"       { capabilities = ["deny"] }  # certificates are signed by the admin
+# Signing: only hgw-audit (above). These denies are narrowed so as not to cover it (in OpenBao
+# a deny wins over any grant on the same path); every other key name is refused by default.
+path "transit/sign/hgw-sign*"    { capabilities = ["deny"] }  # certificates: the admin signs
+path "transit/sign/hgw-t-*"      { capabilities = ["deny"] }  # tenant keys
+path "transit/sign/hgw-p-*"      { capabilities = ["deny"] }  # data-subject keys
+path "transit/sign/hgw-audit/*"  { capabilities = ["deny"] }  # hash-algorithm variants
+path "transit/verify/*"          { capabilities = ["deny"] }
 path "transit/hmac/*"       { capabilities = ["deny"] }
 path "transit/config/*"     { capabilities = ["deny"] }  # upsert switch, engine settings
 path "transit/cache-config" { capabilities = ["deny"] }

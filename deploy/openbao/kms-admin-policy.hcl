@@ -39,6 +39,18 @@ path "transit/keys/hgw-sign" {
   }
 }
 
+# The audit checkpoint key: the same (never deleted: old checkpoints must stay verifiable). The
+# administrator may read and rotate it but not sign with it: only the gateway signs checkpoints.
+path "transit/keys/hgw-audit" {
+  capabilities = ["update", "read"]
+  allowed_parameters = {
+    "type"                   = ["ed25519"]
+    "exportable"             = [false, "false"]
+    "allow_plaintext_backup" = [false, "false"]
+    "auto_rotate_period"     = []
+  }
+}
+
 path "transit/keys/+/rotate" { capabilities = ["update"] }
 
 # Rotation and shredding settings; exportable/allow_plaintext_backup are absent (irreversible

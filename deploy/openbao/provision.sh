@@ -74,6 +74,7 @@ export BAO_ADDR BAO_TOKEN VAULT_ADDR="$BAO_ADDR" VAULT_TOKEN="$BAO_TOKEN"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SIGN_KEY="${KEY_PREFIX}sign"
+AUDIT_KEY="${KEY_PREFIX}audit"
 JUSTIFICATION_HEADER="x-blindstore-justification"
 
 log() { echo "provision: $*" >&2; }
@@ -152,6 +153,18 @@ if [[ "$sign_type" != "ed25519" ]]; then
   exit 1
 fi
 log "signing key $SIGN_KEY (ed25519) present"
+
+# 6b. The audit checkpoint key (ed25519): the gateway signs the audit chain's checkpoints with
+# it (its policy allows transit/sign/<prefix>audit and no other signing). Never deletable
+# (deletion_allowed stays false): old checkpoints must stay verifiable.
+"$BAO" write "$MOUNT/keys/$AUDIT_KEY" type=ed25519 exportable=false \
+  allow_plaintext_backup=false >/dev/null
+audit_type="$("$BAO" read -field=type "$MOUNT/keys/$AUDIT_KEY")"
+if [[ "$audit_type" != "ed25519" ]]; then
+  echo "provision.sh: $MOUNT/keys/$AUDIT_KEY exists with type $audit_type, not ed25519" >&2
+  exit 1
+fi
+log "audit checkpoint key $AUDIT_KEY (ed25519) present"
 
 # 7. Record the gateway's key-access justification in clear in the audit log (audit devices
 # HMAC every request header they are told to record unless hmac=false). The header carries no

@@ -202,6 +202,26 @@ class AdminSettings(_Frozen):
         return None
 
 
+class AuditSettings(_Frozen):
+    """The audit trail (docs/audit.md): every S3 and admin request, hash-chained in the catalog.
+
+    A signed checkpoint pins the chain every ``checkpoint_every`` records or
+    ``checkpoint_seconds`` seconds, whichever comes first (and at shutdown): records after the
+    last checkpoint can be cut off or rewritten undetectably by someone who can write the
+    catalog, so keep these small. ``signing_key`` is the Transit ed25519 key (default
+    ``<vault.key_prefix>audit``); the gateway's Vault policy may sign with it and nothing else.
+    """
+
+    #: Off only to measure its cost: requests are then not recorded at all.
+    enabled: bool = True
+    checkpoint_every: int = Field(1000, ge=1)
+    checkpoint_seconds: float = Field(300.0, gt=0)
+    signing_key: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
+
+    def key_name(self, vault: VaultSettings) -> str:
+        return self.signing_key or f"{vault.key_prefix}audit"
+
+
 class CatalogSettings(_Frozen):
     url: str = "sqlite:///.blindstore/catalog.db"
 
@@ -232,6 +252,7 @@ class Settings(_Frozen):
     storage: StorageSettings = StorageSettings()
     placement: PlacementSettings = PlacementSettings()
     admin: AdminSettings = AdminSettings()
+    audit: AuditSettings = AuditSettings()
     catalog: CatalogSettings = CatalogSettings()
     s3: S3Settings = S3Settings()
     limits: LimitSettings = LimitSettings()

@@ -22,6 +22,7 @@ import anyio
 import structlog
 
 from blindstore import crypto
+from blindstore.audit import facts as audit_facts
 from blindstore.audit.events import AuditSink
 from blindstore.backends.base import Backend
 from blindstore.backends.ids import new_blob_id
@@ -381,6 +382,7 @@ class Gateway:
         except BaseException:
             await self._discard(record)
             raise
+        audit_facts.note(record)
         if replaced is not None:
             await self._discard(replaced)
         # A read soon after a write (very common) then needs no Vault round trip.
@@ -530,6 +532,7 @@ class Gateway:
         record = await self.catalog.get_object(bucket_name, key)
         if record is None:
             raise NoSuchKey(Key=key)
+        audit_facts.note(record)
         return record
 
     async def _open_record(self, record: ObjectRecord) -> bytes:
@@ -774,6 +777,7 @@ class Gateway:
         await self.owned_bucket(principal, bucket_name)
         removed = await self.catalog.delete_object(bucket_name, key)
         if removed is not None:
+            audit_facts.note(removed)
             await self._discard(removed)
 
     async def delete_object_version(
@@ -909,6 +913,7 @@ class Gateway:
             retention_until=meta.provenance.retention_until,
         )
         await self.catalog.create_upload(upload)
+        audit_facts.note(upload)
         return upload
 
     async def _upload(
@@ -918,6 +923,7 @@ class Gateway:
         upload = await self.catalog.get_upload(upload_id)
         if upload is None or upload.bucket != bucket_name or upload.key != key:
             raise NoSuchUpload(UploadId=upload_id)
+        audit_facts.note(upload)
         return upload
 
     async def upload_part(
@@ -1064,6 +1070,7 @@ class Gateway:
         replaced, unused = await self.catalog.complete_upload(
             upload_id, record, if_match=if_match, if_none_match=if_none_match
         )
+        audit_facts.note(record)
         for part in unused:
             await self._delete_copies(part.backends, upload.container, part.blob)
         if replaced is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import structlog
 import uvicorn
 from pydantic import SecretStr
 
+from blindstore.audit.log import CatalogAuditLog
 from blindstore.backends.registry import build_backend
 from blindstore.background import running
 from blindstore.catalog.base import BucketKey, Catalog
@@ -229,16 +230,60 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         gateway.placement = holder.place
         gateway.reload_placement = holder.reload
         gateway.current_policy = lambda: holder.policy
+    audit = audit_log(settings, catalog, session)
+    gateway.audit = audit
     try:
-        # The session logs in first and stops renewing last.
+        # The session logs in first and stops renewing last; the audit log signs its last
+        # checkpoint before the session goes.
         async with (
             session,
             keys,
             watch_revocations(gateway, settings.keys.revocation_refresh_seconds),
+            audit if audit is not None else nullcontext(),
         ):
             yield gateway
     finally:
         await gateway.close()
+
+
+class TransitCheckpointSigner:
+    """Signs audit checkpoints with the gateway's own Vault identity (its policy allows
+    ``transit/sign/<audit key>`` and no other signing)."""
+
+    def __init__(self, session: VaultSession, *, mount: str, key_name: str) -> None:
+        self._session = session
+        self._mount = mount
+        self.key_name = key_name
+
+    async def sign(self, message: bytes) -> tuple[str, int]:
+        from blindstore.keys.admin import TransitAdmin
+
+        return await TransitAdmin(self._session.client, mount=self._mount).sign(
+            self.key_name, message
+        )
+
+
+def audit_log(
+    settings: Settings, catalog: Catalog, session: VaultSession | None
+) -> CatalogAuditLog | None:
+    """The audit sink (None when ``audit.enabled`` is off: requests are then not recorded)."""
+    audit = settings.audit
+    if not audit.enabled:
+        log.warning("audit.disabled")
+        return None
+    signer = (
+        TransitCheckpointSigner(
+            session, mount=settings.vault.mount, key_name=audit.key_name(settings.vault)
+        )
+        if session is not None
+        else None
+    )
+    return CatalogAuditLog(
+        catalog,
+        signer=signer,
+        checkpoint_every=audit.checkpoint_every,
+        checkpoint_seconds=audit.checkpoint_seconds,
+    )
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ builds a lighter one (catalog and policy file, no Vault session).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -256,7 +256,7 @@ async def object_transparency(
     policy = source.current_policy()
     facts = _facts(owner, record)
     revoked = await catalog.revoked_key_names()
-    last = await _last_access(catalog, record.object_id)
+    last = await catalog.last_access(record.object_id)
     return TransparencyRecord(
         tenant=owner.name,
         bucket=bucket,
@@ -311,14 +311,6 @@ def _facts(owner: Tenant, record: ObjectRecord) -> ObjectFacts:
         size=record.size if single else None,
         content_type=record.headers.get("content-type"),
     )
-
-
-async def _last_access(catalog: Catalog, object_id: bytes) -> float | None:
-    """The last read the audit trail recorded, when the catalog keeps one."""
-    last_access: Callable[[bytes], Awaitable[float | None]] | None = getattr(
-        catalog, "last_access", None
-    )
-    return None if last_access is None else await last_access(object_id)
 
 
 async def _custodian(

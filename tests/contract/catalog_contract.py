@@ -17,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from blindstore.audit.chain import GENESIS, Checkpoint, verify
+from blindstore.audit.events import AuditEvent, AuditFilter
 from blindstore.catalog.base import (
     AccessKey,
     Bucket,
@@ -1600,6 +1602,108 @@ class CatalogContract:
             new,
         ]
 
+    # -- the audit trail ---------------------------------------------------------------------
+
+    async def test_audit_appends_continue_one_chain_from_genesis(self, catalog: Catalog) -> None:
+        first = await catalog.append_audit([audit_event(1), audit_event(2)])
+        second = await catalog.append_audit([audit_event(3)])
+
+        assert [r.seq for r in first + second] == [1, 2, 3]
+        assert first[0].prev_hash == GENESIS
+        assert second[0].prev_hash == first[1].hash
+        stored = await catalog.audit_records()
+        assert stored == first + second
+        assert verify(stored, [], {}) == []
+        assert await catalog.audit_head() == (3, second[0].hash)
+
+    async def test_audit_records_keep_every_field_exactly(self, catalog: Catalog) -> None:
+        event = dataclasses.replace(
+            audit_event(1),
+            key="dir/ké\u00e9 y",
+            backends=("eu-1", "eu-2"),
+            detail={"denied": True, "n": 3, "why": "x"},
+            time=1_700_000_000.123456,
+        )
+        bare = AuditEvent(time=5.0, request_id="r", principal="", operation="Unknown", result="400")
+        await catalog.append_audit([event, bare])
+
+        stored = await catalog.audit_records()
+        assert [r.event for r in stored] == [event, bare]
+
+    async def test_audit_log_pages_in_seq_order(self, catalog: Catalog) -> None:
+        await catalog.append_audit([audit_event(i) for i in range(1, 8)])
+
+        page1 = await catalog.audit_records(limit=3)
+        page2 = await catalog.audit_records(after_seq=page1[-1].seq, limit=3)
+        page3 = await catalog.audit_records(after_seq=page2[-1].seq, limit=3)
+
+        assert [r.seq for r in page1 + page2 + page3] == list(range(1, 8))
+
+    async def test_audit_queries_filter_and_page_newest_first(self, catalog: Catalog) -> None:
+        events = [
+            audit_event(i, principal="AK1" if i % 2 else "AK2", operation="GetObject")
+            for i in range(1, 9)
+        ]
+        events.append(audit_event(9, principal="AK1", operation="PutObject", key="other"))
+        await catalog.append_audit(events)
+
+        mine = await catalog.query_audit(AuditFilter(principal="AK1"), limit=2)
+        assert [r.seq for r in mine] == [9, 7]
+        more = await catalog.query_audit(AuditFilter(principal="AK1"), limit=2, cursor=7)
+        assert [r.seq for r in more] == [5, 3]
+        oldest = await catalog.query_audit(
+            AuditFilter(principal="AK1"), newest_first=False, limit=2, cursor=1
+        )
+        assert [r.seq for r in oldest] == [3, 5]
+
+        puts = await catalog.query_audit(AuditFilter(operation="PutObject"))
+        assert [r.seq for r in puts] == [9]
+        by_key = await catalog.query_audit(AuditFilter(bucket="photos", key="k3"))
+        assert [r.seq for r in by_key] == [3]
+        by_object = await catalog.query_audit(AuditFilter(object_id=ident("object-4")))
+        assert [r.seq for r in by_object] == [4]
+        by_tenant = await catalog.query_audit(AuditFilter(tenant_id=OTHER_TENANT.tenant_id))
+        assert by_tenant == []
+        window = await catalog.query_audit(AuditFilter(since=1003.0, until=1006.0))
+        assert [r.seq for r in window] == [5, 4, 3]
+
+    async def test_last_access_is_the_latest_successful_read(self, catalog: Catalog) -> None:
+        oid = ident("object-1")
+        assert await catalog.last_access(oid) is None
+        await catalog.append_audit(
+            [
+                audit_event(1, operation="PutObject", object_id=oid),
+                audit_event(2, operation="GetObject", object_id=oid),
+                audit_event(3, operation="HeadObject", object_id=oid),
+                audit_event(4, operation="GetObject", object_id=oid, result="403 AccessDenied"),
+                audit_event(5, operation="PutObjectTagging", object_id=oid),
+                audit_event(6, operation="GetObject", object_id=ident("object-2")),
+            ]
+        )
+        assert await catalog.last_access(oid) == 1003.0
+
+    async def test_audit_checkpoints_are_kept_once_per_seq(self, catalog: Catalog) -> None:
+        await catalog.append_audit([audit_event(1), audit_event(2)])
+        head = await catalog.audit_head()
+        assert head is not None
+        checkpoint = Checkpoint(2, head[1], 10.0, "hgw-audit", 1, "vault:v1:AAAA")
+        await catalog.add_audit_checkpoint(checkpoint)
+        await catalog.add_audit_checkpoint(dataclasses.replace(checkpoint, time=11.0))
+
+        assert await catalog.audit_checkpoints() == [checkpoint]
+
+    async def test_concurrent_audit_appends_make_one_unbroken_chain(self, catalog: Catalog) -> None:
+        async def append(n: int) -> None:
+            await catalog.append_audit([audit_event(n), audit_event(n + 100)])
+
+        async with anyio.create_task_group() as tg:
+            for n in range(1, 21):
+                tg.start_soon(append, n)
+
+        stored = await catalog.audit_records()
+        assert [r.seq for r in stored] == list(range(1, 41))
+        assert verify(stored, [], {}) == []
+
 
 def make_bucket_key(label: str, *, version: int, key_name: str = TENANT.key_name) -> BucketKey:
     return BucketKey(
@@ -1610,4 +1714,32 @@ def make_bucket_key(label: str, *, version: int, key_name: str = TENANT.key_name
         key_name=key_name,
         key_version=version,
         created=1000.0,
+    )
+
+
+def audit_event(
+    n: int,
+    *,
+    principal: str = "AKIDEXAMPLE",
+    operation: str = "GetObject",
+    result: str = "200",
+    key: str | None = None,
+    object_id: bytes | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        time=1000.0 + n,
+        request_id=f"req-{n}",
+        principal=principal,
+        operation=operation,
+        result=result,
+        tenant_id=TENANT.tenant_id,
+        bucket="photos",
+        key=key if key is not None else f"k{n}",
+        object_id=object_id if object_id is not None else ident(f"object-{n}"),
+        version="etag",
+        backends=("local",),
+        key_name=TENANT.key_name,
+        key_version=1,
+        bytes=n,
+        source="192.0.2.1",
     )

@@ -27,6 +27,7 @@ from tests.integration.provisioned import ROLES, call, login, run_provision
 MiB = 1024 * 1024
 TENANT_ID = secrets.token_bytes(16)
 SIGN_KEY = "hgw-sign"
+AUDIT_KEY = "hgw-audit"
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,8 @@ def test_provisioning_configures_upsert_the_audit_header_the_roles_and_the_signi
     assert status == 200
     assert headers["data"]["x-blindstore-justification"]["hmac"] is False
     assert _root_key(bao, SIGN_KEY)[1]["data"]["type"] == "ed25519"
+    audit_key = _root_key(bao, AUDIT_KEY)[1]["data"]
+    assert (audit_key["type"], audit_key["deletion_allowed"]) == ("ed25519", False)
     role = call(bao, bao.token, "GET", "auth/approle/role/blindstore-gateway")[1]["data"]
     assert role["token_policies"] == ["blindstore-gateway"]
     assert role["token_no_default_policy"] is True
@@ -151,6 +154,12 @@ def _refused_requests(key: str) -> list[tuple[str, str, dict[str, Any] | None]]:
         ("POST", f"transit/datakey/wrapped/{key}", {"context": _context()}),
         ("POST", f"transit/rewrap/{key}", {"ciphertext": ciphertext, "context": _context()}),
         ("POST", f"transit/sign/{SIGN_KEY}", {"input": _b64(b"certificate")}),
+        ("POST", f"transit/sign/{key}", {"input": _b64(b"x")}),
+        ("POST", "transit/sign/other-key", {"input": _b64(b"x")}),
+        ("POST", f"transit/sign/{AUDIT_KEY}/sha2-256", {"input": _b64(b"x")}),
+        ("POST", f"transit/sign/{AUDIT_KEY}", {"input": _b64(b"x"), "key_version": 1}),
+        ("POST", f"transit/keys/{AUDIT_KEY}/rotate", {}),
+        ("GET", f"transit/keys/{AUDIT_KEY}", None),
         ("POST", "transit/config/keys", {"disable_upsert": True}),
         ("POST", "sys/policies/acl/blindstore-gateway", {"policy": 'path "*" {}'}),
         # Encrypt beyond what the gateway sends: an older key version, associated data.
@@ -167,6 +176,34 @@ def test_gateway_identity_is_refused_all_key_administration_and_key_material(
             bao, tokens["gateway"], method, path, body
         )[0]
         for method, path, body in _refused_requests(tenant_key)
+    }
+    assert refused == dict.fromkeys(refused, 403)
+
+
+def test_gateway_identity_signs_audit_checkpoints_with_hgw_audit_and_the_auditor_verifies(
+    bao: OpenBaoServer, tokens: dict[str, str]
+) -> None:
+    checkpoint = {"input": _b64(b'["blindstore-audit-checkpoint/v1",1,"00",1.0]')}
+    status, body = call(bao, tokens["gateway"], "POST", f"transit/sign/{AUDIT_KEY}", checkpoint)
+    assert status == 200, body
+    signature = body["data"]["signature"]
+    status, body = call(
+        bao,
+        tokens["auditor"],
+        "POST",
+        f"transit/verify/{AUDIT_KEY}",
+        {**checkpoint, "signature": signature},
+    )
+    assert (status, body["data"]["valid"]) == (200, True)
+    assert call(bao, tokens["auditor"], "GET", f"transit/keys/{AUDIT_KEY}")[0] == 200
+    refused = {
+        "auditor signs": call(
+            bao, tokens["auditor"], "POST", f"transit/sign/{AUDIT_KEY}", checkpoint
+        )[0],
+        "admin signs": call(
+            bao, tokens["kms-admin"], "POST", f"transit/sign/{AUDIT_KEY}", checkpoint
+        )[0],
+        "admin deletes": call(bao, tokens["kms-admin"], "DELETE", f"transit/keys/{AUDIT_KEY}")[0],
     }
     assert refused == dict.fromkeys(refused, 403)
 

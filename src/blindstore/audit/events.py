@@ -44,3 +44,18 @@ class AuditSink(Protocol):
     async def append(self, event: AuditEvent) -> None:
         """Append durably; raise ``ServiceUnavailable`` if it cannot (the action then fails)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which records an audit query selects; every field given must match (None: any)."""
+
+    object_id: bytes | None = None
+    bucket: str | None = None
+    key: str | None = None
+    principal: str | None = None
+    tenant_id: bytes | None = None
+    operation: str | None = None
+    #: Time range, seconds since the epoch: ``since <= time < until``.
+    since: float | None = None
+    until: float | None = None

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from blindstore.audit.chain import AuditRecord, Checkpoint
+from blindstore.audit.events import AuditEvent, AuditFilter
+
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
@@ -436,6 +439,46 @@ class Catalog(Protocol):
         """Delete every bucket, object and upload of a tenant; what was deleted. The tenant row,
         its access keys (so that its clients get a clear KeyShredded error rather than an
         unknown key) and its shredding records stay."""
+        ...
+
+    # the audit trail (blindstore.audit): hash-chained, appended under the write lock
+    async def append_audit(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Append ``events`` in one transaction, continuing the chain: each gets the next seq
+        and is hashed over the previous record's hash. Serialised against every other append
+        (SQLite's write lock; a transaction-level advisory lock on PostgreSQL), so that two
+        gateways can never fork the chain."""
+        ...
+
+    async def audit_records(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        """Records in seq order, seqs strictly after ``after_seq`` (a page of the whole log)."""
+        ...
+
+    async def query_audit(
+        self,
+        selection: AuditFilter,
+        *,
+        limit: int = 100,
+        newest_first: bool = True,
+        cursor: int | None = None,
+    ) -> list[AuditRecord]:
+        """Records matching ``selection``, newest first (seqs below ``cursor``) or in seq order
+        (seqs above ``cursor``); ``cursor`` is the last seq of the previous page."""
+        ...
+
+    async def audit_head(self) -> tuple[int, bytes] | None:
+        """The last record's seq and hash; None for an empty log."""
+        ...
+
+    async def last_access(self, object_id: bytes) -> float | None:
+        """When the object was last read: the latest successful GetObject/HeadObject."""
+        ...
+
+    async def add_audit_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Record a signed checkpoint (a second one for the same seq is ignored)."""
+        ...
+
+    async def audit_checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, by seq."""
         ...
 
     async def close(self) -> None: ...

@@ -15,6 +15,7 @@ from rich.console import Console
 from blindstore import provision, runtime
 from blindstore.catalog.base import Catalog
 from blindstore.cli.main import dev_settings
+from blindstore.config import Settings
 from blindstore.devtools.persistent import start_persistent_openbao
 from blindstore.gateway import Gateway
 from blindstore.keys.base import KeyWrapper
@@ -86,6 +87,8 @@ def run_dev(
 
         async def prepare(gateway: Gateway) -> None:
             prefix = settings.vault.key_prefix
+            # Provisioning creates it in production; dev holds OpenBao's root token.
+            await ensure_audit_key(settings, openbao.token)
             akid, secret = await _demo_credentials(
                 gateway.catalog,
                 gateway.keys,
@@ -161,3 +164,21 @@ def _announce(console: Console, info: dict[str, Any]) -> None:
     console.rule("[bold green]blindstore is running")
     console.print(body, soft_wrap=True, highlight=False)
     console.rule()
+
+
+async def ensure_audit_key(settings: Settings, admin_token: str) -> None:
+    """Create the audit checkpoint signing key (ed25519) if it is missing."""
+    from blindstore.keys.admin import TransitAdmin
+    from blindstore.keys.transit import make_client
+
+    vault = settings.vault
+    client = make_client(
+        vault.addr,
+        admin_token,
+        read_timeout=vault.timeout_seconds,
+        verify=str(vault.ca_cert) if vault.ca_cert else True,
+        cert=(str(vault.client_cert), str(vault.client_key))
+        if vault.client_cert is not None and vault.client_key is not None
+        else None,
+    )
+    await TransitAdmin(client, mount=vault.mount).ensure_signing_key(settings.audit.key_name(vault))

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from blindstore.catalog.base import Catalog
+from blindstore.cli.audit import record_job
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
@@ -345,6 +346,18 @@ def shred(
                 raise typer.Abort()
             await shredding.check_permissions(admin, request, _signing_key(settings))
             await shredding.request_shred(catalog, admin, request)
+            await record_job(
+                catalog,
+                "keys.shred",
+                tenant_id=found.tenant_id,
+                detail={
+                    "shred_id": request.shred_id,
+                    "scope": request.scope,
+                    "keys": len(request.key_names),
+                    "grace_seconds": grace_seconds,
+                    "operator": who,
+                },
+            )
             if grace_seconds > 0:
                 return {
                     "shred_id": request.shred_id,
@@ -356,18 +369,38 @@ def shred(
                 }
             signer = await _signer(settings, admin)
             try:
-                return await shredding.destroy(catalog, gateway.backends, request, signer)
+                certificate = await shredding.destroy(catalog, gateway.backends, request, signer)
             except BlindstoreError as exc:
+                await _record_destroy(catalog, request, exc)
                 exc.message += (
                     f" — shredding request {request.shred_id} is recorded (reads are refused): "
                     "run `blindstore keys purge` to finish it"
                 )
                 raise
+            await _record_destroy(catalog, request, None)
+            return certificate
 
     result = _run(main, "shred")
     if certificate_out is not None and result.get("type"):
         certificate_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     console.print_json(data=result)
+
+
+async def _record_destroy(
+    catalog: Catalog,
+    shred: Any,
+    failure: BlindstoreError | None,
+    *,
+    operation: str = "keys.destroy",
+) -> None:
+    """Crypto-shredding is in the audit trail: which request, how many keys, and the outcome."""
+    await record_job(
+        catalog,
+        operation,
+        result="200" if failure is None else f"{failure.status} {failure.code}",
+        tenant_id=shred.tenant_id,
+        detail={"shred_id": shred.shred_id, "scope": shred.scope, "keys": len(shred.key_names)},
+    )
 
 
 async def _signer(settings: Settings, admin: Any) -> Any:
@@ -400,6 +433,12 @@ def restore(
             if not found:
                 raise NothingToShred(f"no shredding request {shred_id}")
             await restore_shred(catalog, admin, found[0])
+            await record_job(
+                catalog,
+                "keys.restore",
+                tenant_id=found[0].tenant_id,
+                detail={"shred_id": shred_id, "keys": len(found[0].key_names)},
+            )
         finally:
             await catalog.close()
         return {"shred_id": shred_id, "status": "restored", "keys": list(found[0].key_names)}
@@ -437,7 +476,17 @@ def purge(
             if not due:
                 return []
             signer = await _signer(settings, admin)
-            return [await destroy(gateway.catalog, gateway.backends, s, signer) for s in due]
+            certificates = []
+            for shred in due:
+                try:
+                    certificates.append(
+                        await destroy(gateway.catalog, gateway.backends, shred, signer)
+                    )
+                except BlindstoreError as exc:
+                    await _record_destroy(gateway.catalog, shred, exc, operation="keys.purge")
+                    raise
+                await _record_destroy(gateway.catalog, shred, None, operation="keys.purge")
+            return certificates
 
     certificates = _run(main, "purge")
     if certificates_dir is not None:

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from blindstore import config as config_module
+from blindstore.cli.audit import audit_app
 from blindstore.cli.keys import keys_app
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.cli.policy import policy_app
@@ -40,6 +41,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
 app.add_typer(retention_app, name="retention")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()

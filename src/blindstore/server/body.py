@@ -19,14 +19,17 @@ class ClientDisconnected(IncompleteBody):
 class TrackedReceive:
     """An ASGI ``receive`` that remembers whether the request body was read to its end."""
 
-    __slots__ = ("_receive", "complete")
+    __slots__ = ("_receive", "complete", "received")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self.complete = False
+        #: Body bytes received so far, as sent (for the audit record).
+        self.received = 0
 
     async def __call__(self) -> dict[str, Any]:
         message = await self._receive()
+        self.received += len(message.get("body", b""))
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.complete = True
         return message

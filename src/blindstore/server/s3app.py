@@ -10,20 +10,24 @@ a layer of per-request objects to the 4 KiB hot path and give none of that.
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import structlog
 
+from blindstore.audit import facts as audit_facts
+from blindstore.audit.events import AuditEvent
 from blindstore.config import Settings
 from blindstore.errors import (
     BlindstoreError,
     InvalidBucketName,
     MethodNotAllowed,
     NotImplementedOperation,
+    ServiceUnavailable,
 )
 from blindstore.gateway import Gateway, Principal
 from blindstore.keys import justification
@@ -163,15 +167,21 @@ class S3App:
         if scope["type"] != "http":
             return
         if scope["path"].startswith("/-/"):
-            # Our Send takes dict messages; Starlette's is typed over MutableMapping.
-            await self._admin_app()(scope, receive, cast(Any, send))
+            await self._admin_request(scope, receive, send)
             return
+        with audit_facts.collecting() as facts:
+            await self._s3_request(scope, receive, send, facts)
+
+    async def _s3_request(
+        self, scope: dict[str, Any], receive: Receive, send: Send, facts: audit_facts.AuditFacts
+    ) -> None:
         request_id = self._request_ids()
         started = time.perf_counter()
         request: S3Request | None = None
         handler_name = "-"
         principal: Principal | None = None
         why_token = None
+        failure: BlindstoreError | None = None
         tracked = TrackedReceive(receive)
         try:
             request = parse_scope(
@@ -205,10 +215,28 @@ class S3App:
             )
             response = await handler(ctx)
         except BlindstoreError as exc:
+            failure = exc
             response = self._error(exc, request, request_id)
         except Exception:
             log.exception("unhandled_error", request_id=request_id, op=handler_name)
-            response = self._error(BlindstoreError(), request, request_id)
+            failure = BlindstoreError()
+            response = self._error(failure, request, request_id)
+        event = self._audit_event(
+            scope, request, principal, handler_name, request_id, response, failure, tracked, facts
+        )
+        if self.gateway.audit is not None:
+            # Part of the request: nothing is sent (no status line, no data) until the record is
+            # committed; if it cannot be, the client gets 503 instead of the response.
+            try:
+                await self.gateway.audit.append(event)
+            except BlindstoreError as exc:
+                if response.stream is not None:
+                    await _close(response.stream)
+                response = self._error(
+                    exc if isinstance(exc, ServiceUnavailable) else ServiceUnavailable(),
+                    request,
+                    request_id,
+                )
         if not tracked.complete and declares_body(scope):
             # Answered before the body was read (an early error): the rest of the body may still
             # be on its way, or never come (a client that waits for 100 Continue does not send
@@ -227,6 +255,7 @@ class S3App:
                 error=type(exc).__name__,
                 reason=getattr(exc, "reason", str(exc)),
             )
+            await self._audit_abort(event, exc)
             raise
         finally:
             if why_token is not None:
@@ -239,6 +268,143 @@ class S3App:
                 tenant=principal.tenant.name if principal else None,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+    def _audit_event(
+        self,
+        scope: dict[str, Any],
+        request: S3Request | None,
+        principal: Principal | None,
+        handler_name: str,
+        request_id: str,
+        response: Response,
+        failure: BlindstoreError | None,
+        tracked: TrackedReceive,
+        facts: audit_facts.AuditFacts,
+    ) -> AuditEvent:
+        code = failure.code if failure is not None else None
+        sent = 0
+        if not response.head and response.status not in (204, 304):
+            sent = _content_length(response)
+        detail: dict[str, str | int | float | bool | None] = {"method": scope["method"]}
+        if request is not None and request.query:
+            # Sub-resource and option names only: values may name objects (prefix, markers).
+            detail["query"] = ",".join(sorted(request.query))
+        return AuditEvent(
+            time=self.auth.clock(),
+            request_id=request_id,
+            principal=principal.access_key_id if principal is not None else "",
+            operation=_operation_name(handler_name) if handler_name != "-" else "Unrouted",
+            result=f"{response.status} {code}" if code else str(response.status),
+            tenant_id=principal.tenant.tenant_id if principal is not None else None,
+            bucket=(request.bucket or None) if request is not None else None,
+            key=(request.key or None) if request is not None else None,
+            object_id=facts.object_id,
+            version=facts.version,
+            backends=facts.backends,
+            key_name=facts.key_name,
+            key_version=facts.key_version,
+            bytes=tracked.received + sent,
+            source=_source(scope),
+            detail=detail,
+        )
+
+    async def _audit_abort(self, event: AuditEvent, exc: BlindstoreError) -> None:
+        """The response was cut short after its record was committed: say so (best effort)."""
+        if self.gateway.audit is None:
+            return
+        aborted = AuditEvent(
+            time=self.auth.clock(),
+            request_id=event.request_id,
+            principal=event.principal,
+            operation=event.operation,
+            result=f"{exc.status} {exc.code} (body cut short)",
+            tenant_id=event.tenant_id,
+            bucket=event.bucket,
+            key=event.key,
+            object_id=event.object_id,
+            version=event.version,
+            backends=event.backends,
+            key_name=event.key_name,
+            key_version=event.key_version,
+            source=event.source,
+            detail=event.detail,
+        )
+        try:
+            await self.gateway.audit.append(aborted)
+        except BlindstoreError:
+            log.error("audit.abort_not_recorded", request_id=event.request_id)
+
+    async def _admin_request(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """The admin plane, audited: its status line waits for the record, like S3's."""
+        app = self._admin_app()
+        audit = self.gateway.audit
+        if audit is None:
+            # Our Send takes dict messages; Starlette's is typed over MutableMapping.
+            await app(scope, receive, cast(Any, send))
+            return
+        request_id = self._request_ids()
+        received = 0
+        refused = False
+
+        async def counted_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        async def audited_send(message: dict[str, Any]) -> None:
+            nonlocal refused
+            if refused:
+                return  # the app's response was replaced by a 503
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                event = AuditEvent(
+                    time=self.auth.clock(),
+                    request_id=request_id,
+                    principal="admin" if self._admin_authorised(scope) else "",
+                    operation=f"admin.{scope['method']} {_route_template(scope)}",
+                    result=str(status),
+                    bytes=received,
+                    source=_source(scope),
+                )
+                try:
+                    await audit.append(event)
+                except BlindstoreError:
+                    refused = True
+                    body = b'{"detail":"the audit record could not be written"}'
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 503,
+                            "headers": [
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", b"1"),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
+            await send(message)
+
+        await app(scope, counted_receive, cast(Any, audited_send))
+
+    def _admin_authorised(self, scope: dict[str, Any]) -> bool:
+        token = self._admin_token
+        if token is None:
+            return False
+        for name, value in scope["headers"]:
+            if name.lower() == b"authorization":
+                scheme, _, supplied = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(supplied, token.encode())
+        return False
 
     def _admin_app(self) -> Any:
         """The admin plane, built on its first request: FastAPI costs ~10 MiB resident, which
@@ -287,6 +453,32 @@ class S3App:
 def _operation_name(handler_name: str) -> str:
     """The S3 operation of a handler: ``get_object`` → ``GetObject``."""
     return "".join(word.capitalize() for word in handler_name.split("_"))
+
+
+def _content_length(response: Response) -> int:
+    for name, value in response.headers:
+        if name == "content-length":
+            return int(value) if value.isdigit() else 0
+    return len(response.body) if response.stream is None else 0
+
+
+def _source(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _route_template(scope: dict[str, Any]) -> str:
+    """The admin route's path template (``/-/tenants/{name}``), never the raw path (it may
+    carry names); ``-`` if no route matched."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "-"
+
+
+async def _close(stream: AsyncIterator[bytes]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _check_bucket_syntax(name: str) -> None:
