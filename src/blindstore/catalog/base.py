@@ -35,6 +35,15 @@ class AccessKey:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessKeyInfo:
+    """An access key without its secret: what listings and revocations return."""
+
+    access_key_id: str
+    tenant_id: bytes
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
 class Bucket:
     name: str
     tenant_id: bytes
@@ -444,4 +453,20 @@ class Catalog(Protocol):
     ) -> bool:
         """Replace a bucket key's wrapped form if it still is ``old_wrapped`` (compare and set);
         False if it changed meanwhile or is gone."""
+        ...
+
+    # tenants and access keys, for the admin plane (pages by keyset: strictly after a marker)
+    async def list_tenants_page(self, *, after: str = "", limit: int = 100) -> list[Tenant]:
+        """At most ``limit`` tenants by name, names strictly after ``after``."""
+        ...
+
+    async def list_access_keys(
+        self, tenant_id: bytes, *, after: str = "", limit: int = 100
+    ) -> list[AccessKeyInfo]:
+        """At most ``limit`` of a tenant's access keys (never their secrets) by id, ids strictly
+        after ``after``."""
+        ...
+
+    async def delete_access_key(self, access_key_id: str) -> AccessKeyInfo | None:
+        """Revoke credentials: remove the key; return it, or None if there was none."""
         ...

@@ -84,6 +84,7 @@ from blindstore.catalog.schema import (
     upload_parts,
     uploads,
 )
+from blindstore.catalog.sql_admin import AdminQueries
 from blindstore.catalog.sql_keys import KeyLifecycleQueries
 from blindstore.errors import (
     BlindstoreError,
@@ -121,7 +122,7 @@ class _Retry(Exception):
     """Raised inside a write when a concurrent insert won a race: rerun the transaction."""
 
 
-class SqlCatalog(KeyLifecycleQueries):
+class SqlCatalog(KeyLifecycleQueries, AdminQueries):
     """The ``Catalog`` on a SQL database.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/catalog.db`` (WAL journal),
