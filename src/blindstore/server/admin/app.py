@@ -23,7 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (health.router, policy.router, tenants.router)
 
 #: Codes for the statuses Starlette answers by itself (no route, wrong method...).
 _HTTP_CODES = {
-    400: "InvalidRequest",
+    400: "MalformedBody",
     404: "NotFound",
     405: "MethodNotAllowed",
     413: "EntityTooLarge",

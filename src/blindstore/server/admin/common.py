@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from blindstore.config import Settings
 from blindstore.errors import AccessDenied, ClientError
@@ -67,7 +67,7 @@ class ErrorBody(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "The request is wrong (see `message`)",
+    400: "The request is wrong, or its body cannot be decoded (see `message`)",
     401: "No admin credential, or a wrong one (a tenant's S3 keys are never admin credentials)",
     403: "The admin plane is disabled (no admin token is configured)",
     404: "No such resource",
@@ -85,6 +85,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 #: Failures any authenticated operation can answer.
 AUTH_ERRORS = (401, 403, 422, 503)
+#: ... and those that take a body (400: a body that cannot even be decoded).
+BODY_ERRORS = (400, *AUTH_ERRORS)
 
 
 class AdminTokenRequired(ClientError):
@@ -128,6 +130,12 @@ def require_admin(request: Request, context: Context) -> None:
 
 #: Dependencies of every operation that needs the admin credential.
 ADMIN = [Depends(require_admin)]
+
+
+class RequestModel(BaseModel):
+    """A request body: unknown fields are refused, so a typo is an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 # -- pages -----------------------------------------------------------------------------------

@@ -9,7 +9,15 @@ from pydantic import BaseModel, Field
 
 from blindstore.errors import PolicyError
 from blindstore.policy import ObjectFacts, Policy, explain, parse
-from blindstore.server.admin.common import ADMIN, AUTH_ERRORS, Conflict, Context, errors
+from blindstore.server.admin.common import (
+    ADMIN,
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    Conflict,
+    Context,
+    RequestModel,
+    errors,
+)
 
 router = APIRouter(tags=["policy"], dependencies=ADMIN)
 
@@ -45,7 +53,7 @@ class ValidationReport(BaseModel):
     "/-/policy/validate",
     operation_id="ValidatePolicy",
     name="ValidatePolicy",
-    responses=errors(*AUTH_ERRORS),
+    responses=errors(*BODY_ERRORS),
 )
 async def validate_policy(
     text: Annotated[str, Body(media_type="application/yaml", max_length=MAX_POLICY_BYTES)],
@@ -61,7 +69,7 @@ async def validate_policy(
     return ValidationReport(valid=True, backends=len(checked.backends), rules=len(checked.rules))
 
 
-class ExplainRequest(BaseModel):
+class ExplainRequest(RequestModel):
     """The facts of an object to place (as `blindstore policy explain` takes them)."""
 
     tenant: str
@@ -135,7 +143,7 @@ class Explanation(BaseModel):
     "/-/policy/explain",
     operation_id="ExplainPlacement",
     name="ExplainPlacement",
-    responses=errors(*AUTH_ERRORS, 409),
+    responses=errors(*BODY_ERRORS, 409),
 )
 async def explain_placement(facts: ExplainRequest, context: Context) -> Explanation:
     """Which rule places this object under the running policy, why, and on which backends."""

@@ -20,11 +20,13 @@ from blindstore.errors import BlindstoreError, KeyServiceError
 from blindstore.server.admin.common import (
     ADMIN,
     AUTH_ERRORS,
+    BODY_ERRORS,
     After,
     Conflict,
     Context,
     Limit,
     NotFound,
+    RequestModel,
     errors,
 )
 
@@ -106,8 +108,15 @@ class NewAccessKey(BaseModel):
     secret_key: str
 
 
-class NewTenantRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=64, examples=["hopital-nord"])
+class NewTenantRequest(RequestModel):
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        # Letters and digits of any script, then also spaces and . _ @ ' -: a name that reads
+        # well in a legal notice and is one path segment of this API.
+        pattern=r"^\w[\w .@'-]*$",
+        examples=["hopital-nord", "Hôpital Nord"],
+    )
 
 
 class NewTenant(BaseModel):
@@ -138,7 +147,7 @@ async def list_tenants(context: Context, limit: Limit = 100, after: After = "") 
     operation_id="CreateTenant",
     name="CreateTenant",
     status_code=201,
-    responses=errors(*AUTH_ERRORS, 400, 409, 502),
+    responses=errors(*BODY_ERRORS, 409, 502),
 )
 async def create_tenant(request: NewTenantRequest, context: Context) -> NewTenant:
     """Create a tenant, its Transit key and its first access key pair (the secret is returned
