@@ -133,9 +133,10 @@ ADMIN = [Depends(require_admin)]
 
 
 class RequestModel(BaseModel):
-    """A request body: unknown fields are refused, so a typo is an error, not a silent no-op."""
+    """A request body: unknown fields are refused, so a typo is an error, not a silent no-op;
+    types are strict (``true`` is not a size, ``1`` is not a name), as the schema says."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # -- pages -----------------------------------------------------------------------------------

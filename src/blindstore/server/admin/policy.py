@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, NonNegativeInt
 
 from blindstore.errors import PolicyError
 from blindstore.policy import ObjectFacts, Policy, explain, parse
@@ -69,6 +69,14 @@ async def validate_policy(
     return ValidationReport(valid=True, backends=len(checked.backends), rules=len(checked.rules))
 
 
+def _integral(value: object) -> object:
+    """JSON has one number type: ``1024.0`` is the integer 1024 (as JSON Schema says), while
+    ``true`` and ``"1024"`` stay refused (strict models)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class ExplainRequest(RequestModel):
     """The facts of an object to place (as `blindstore policy explain` takes them)."""
 
@@ -79,7 +87,7 @@ class ExplainRequest(RequestModel):
     classification: str | None = Field(
         default=None, description="The `x-amz-meta-classification` header, if any."
     )
-    size: int | None = Field(default=None, ge=0)
+    size: Annotated[NonNegativeInt, BeforeValidator(_integral)] | None = None
     content_type: str | None = None
 
 

@@ -108,13 +108,18 @@ class NewAccessKey(BaseModel):
     secret_key: str
 
 
+_NAME_START = "0-9A-Za-zÀ-ÖØ-öø-ɏ"
+
+
 class NewTenantRequest(RequestModel):
     name: str = Field(
         min_length=1,
         max_length=64,
-        # Letters and digits of any script, then also spaces and . _ @ ' -: a name that reads
-        # well in a legal notice and is one path segment of this API.
-        pattern=r"^\w[\w .@'-]*$",
+        # Latin letters (accented ones included) and digits, then also spaces and . _ @ ' -: a
+        # name that reads well in a legal notice and is one path segment of this API. Written
+        # with explicit ranges so that every regex dialect (the schema's ECMA, Python's, Rust's)
+        # reads it the same way.
+        pattern=rf"^[{_NAME_START}][{_NAME_START} .@'_-]*$",
         examples=["hopital-nord", "Hôpital Nord"],
     )
 
