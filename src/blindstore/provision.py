@@ -55,8 +55,11 @@ async def create_tenant(
 ) -> NewCredentials:
     """Create a tenant, its Transit key and a first access key pair."""
     name = name.strip()
-    if not name or len(name) > _TENANT_NAME_MAX or not name.isprintable():
-        raise ClientError(f"tenant names are 1-{_TENANT_NAME_MAX} printable characters")
+    # No "/": the name is a path segment of the admin API (/-/tenants/<name>).
+    if not name or len(name) > _TENANT_NAME_MAX or not name.isprintable() or "/" in name:
+        raise ClientError(
+            f"tenant names are 1-{_TENANT_NAME_MAX} printable characters, without '/'"
+        )
     if await catalog.get_tenant_by_name(name) is not None:
         raise TenantExists(f"tenant {name!r} already exists")
     tenant_id = rng(16)

@@ -21,6 +21,7 @@ from blindstore.audit.chain import GENESIS, Checkpoint, verify
 from blindstore.audit.events import AuditEvent, AuditFilter
 from blindstore.catalog.base import (
     AccessKey,
+    AccessKeyInfo,
     Bucket,
     BucketKey,
     Catalog,
@@ -273,6 +274,55 @@ class CatalogContract:
     async def test_access_key_needs_an_existing_tenant(self, catalog: Catalog) -> None:
         with pytest.raises(InvalidArgument):
             await catalog.add_access_key(AccessKey("AKIA1", "one", ident("nobody"), 1.0))
+
+    async def test_tenants_are_listed_page_by_page_in_name_order(self, catalog: Catalog) -> None:
+        names = ["delta", "alpha", "echo", "charlie", "bravo"]
+        for n, name in enumerate(names):
+            await catalog.create_tenant(Tenant(ident(name), name, f"k-{n}", f"c-{n}", float(n)))
+
+        first = await catalog.list_tenants_page(limit=2)
+        second = await catalog.list_tenants_page(after=first[-1].name, limit=2)
+        last = await catalog.list_tenants_page(after=second[-1].name, limit=2)
+
+        assert [t.name for t in first + second + last] == sorted(names)
+        assert len(last) == 1
+        assert await catalog.list_tenants_page(after="echo") == []
+        assert first[0] == await catalog.get_tenant_by_name("alpha")
+
+    async def test_access_keys_are_listed_per_tenant_without_secrets(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.create_tenant(OTHER_TENANT)
+        for akid in ("AKIA3", "AKIA1", "AKIA2"):
+            await catalog.add_access_key(AccessKey(akid, "secret", TENANT.tenant_id, 7.0))
+        await catalog.add_access_key(AccessKey("AKIA0", "theirs", OTHER_TENANT.tenant_id, 8.0))
+
+        first = await catalog.list_access_keys(TENANT.tenant_id, limit=2)
+        rest = await catalog.list_access_keys(TENANT.tenant_id, after="AKIA2")
+
+        assert first == [
+            AccessKeyInfo("AKIA1", TENANT.tenant_id, 7.0),
+            AccessKeyInfo("AKIA2", TENANT.tenant_id, 7.0),
+        ]
+        assert rest == [AccessKeyInfo("AKIA3", TENANT.tenant_id, 7.0)]
+        assert not any(hasattr(k, "secret_key") for k in first + rest)
+        assert await catalog.list_access_keys(ident("nobody")) == []
+
+    async def test_a_deleted_access_key_is_gone_and_the_others_stay(self, catalog: Catalog) -> None:
+        await catalog.create_tenant(TENANT)
+        await catalog.add_access_key(AccessKey("AKIA1", "one", TENANT.tenant_id, 1.0))
+        await catalog.add_access_key(AccessKey("AKIA2", "two", TENANT.tenant_id, 2.0))
+
+        removed = await catalog.delete_access_key("AKIA1")
+
+        assert removed == AccessKeyInfo("AKIA1", TENANT.tenant_id, 1.0)
+        assert await catalog.get_access_key("AKIA1") is None
+        assert await catalog.get_access_key("AKIA2") is not None
+        assert await catalog.delete_access_key("AKIA1") is None
+        assert [k.access_key_id for k in await catalog.list_access_keys(TENANT.tenant_id)] == [
+            "AKIA2"
+        ]
 
     # -- buckets ------------------------------------------------------------------------------
 

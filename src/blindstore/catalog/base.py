@@ -38,6 +38,15 @@ class AccessKey:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessKeyInfo:
+    """An access key without its secret: what listings and revocations return."""
+
+    access_key_id: str
+    tenant_id: bytes
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
 class Bucket:
     name: str
     tenant_id: bytes
@@ -525,4 +534,20 @@ class Catalog(Protocol):
     ) -> list[ReplicaUsage]:
         """Objects and bytes per distinct replica set (``backends``, ``repairs``), of one
         tenant and/or one bucket (every object without either), in no particular order."""
+        ...
+
+    # tenants and access keys, for the admin plane (pages by keyset: strictly after a marker)
+    async def list_tenants_page(self, *, after: str = "", limit: int = 100) -> list[Tenant]:
+        """At most ``limit`` tenants by name, names strictly after ``after``."""
+        ...
+
+    async def list_access_keys(
+        self, tenant_id: bytes, *, after: str = "", limit: int = 100
+    ) -> list[AccessKeyInfo]:
+        """At most ``limit`` of a tenant's access keys (never their secrets) by id, ids strictly
+        after ``after``."""
+        ...
+
+    async def delete_access_key(self, access_key_id: str) -> AccessKeyInfo | None:
+        """Revoke credentials: remove the key; return it, or None if there was none."""
         ...

@@ -84,6 +84,7 @@ from blindstore.catalog.schema import (
     upload_parts,
     uploads,
 )
+from blindstore.catalog.sql_admin import AdminQueries
 from blindstore.catalog.sql_audit import AuditQueries
 from blindstore.catalog.sql_keys import KeyLifecycleQueries
 from blindstore.catalog.sql_reports import ReportQueries
@@ -123,7 +124,7 @@ class _Retry(Exception):
     """Raised inside a write when a concurrent insert won a race: rerun the transaction."""
 
 
-class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries):
+class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries):
     """The ``Catalog`` on a SQL database.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/catalog.db`` (WAL journal),

@@ -410,13 +410,16 @@ class S3App:
         """The admin plane, built on its first request: FastAPI costs ~10 MiB resident, which
         a gateway nobody administers over HTTP should not pay."""
         if self._admin is None:
-            from blindstore.server.admin import create_admin_app
+            from blindstore.server.admin import AdminContext, create_admin_app
 
             self._admin = create_admin_app(
-                token=self._admin_token,
-                policy=self.gateway.current_policy,
-                reload=self.gateway.reload_placement,
-                ready=self._ready,
+                AdminContext(
+                    gateway=self.gateway,
+                    settings=self.settings,
+                    token=self._admin_token,
+                    ready=self._ready,
+                    forget_access_key=self.auth.forget,
+                )
             )
         return self._admin
 

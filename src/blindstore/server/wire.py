@@ -104,6 +104,10 @@ class Authenticator:
         self._cache[access_key_id] = (key.secret_key, tenant, now + CREDENTIAL_CACHE_SECONDS)
         return key.secret_key, tenant
 
+    def forget(self, access_key_id: str) -> None:
+        """Drop a (revoked) key from the cache: refused from the next request on."""
+        self._cache.pop(access_key_id, None)
+
     async def authenticate(self, request: S3Request) -> AuthContext:
         signed = sigv4.SigV4Request(
             method=request.method,

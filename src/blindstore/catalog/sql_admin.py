@@ -1,0 +1,67 @@
+"""The catalog's administrative queries: tenants and access keys, page by page, and revocation.
+
+A mixin of ``SqlCatalog`` (kept apart because they serve the admin plane, not the S3 hot path).
+Each method makes one hop to a worker thread through ``_read``/``_write``, which ``SqlCatalog``
+provides. Listings page by keyset (names or ids strictly after a marker), never by offset, so a
+page is one index range scan however many tenants or keys there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection, delete, select
+
+from blindstore.catalog.base import AccessKeyInfo, Tenant
+from blindstore.catalog.records import tenant_from_row
+from blindstore.catalog.schema import access_keys, tenants
+
+T = TypeVar("T")
+
+
+class AdminQueries:
+    """Admin-plane methods of the ``Catalog`` protocol (see ``catalog.base``)."""
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def list_tenants_page(self, *, after: str = "", limit: int = 100) -> list[Tenant]:
+        def work(conn: Connection) -> list[Tenant]:
+            rows = conn.execute(
+                select(tenants).where(tenants.c.name > after).order_by(tenants.c.name).limit(limit)
+            )
+            return [tenant_from_row(row) for row in rows]
+
+        return await self._read(work)
+
+    async def list_access_keys(
+        self, tenant_id: bytes, *, after: str = "", limit: int = 100
+    ) -> list[AccessKeyInfo]:
+        def work(conn: Connection) -> list[AccessKeyInfo]:
+            # The secret column is not even read: a listing cannot leak it.
+            rows = conn.execute(
+                select(access_keys.c.access_key_id, access_keys.c.tenant_id, access_keys.c.created)
+                .where(access_keys.c.tenant_id == tenant_id, access_keys.c.access_key_id > after)
+                .order_by(access_keys.c.access_key_id)
+                .limit(limit)
+            )
+            return [AccessKeyInfo(akid, tenant, created) for akid, tenant, created in rows]
+
+        return await self._read(work)
+
+    async def delete_access_key(self, access_key_id: str) -> AccessKeyInfo | None:
+        def work(conn: Connection) -> AccessKeyInfo | None:
+            row = conn.execute(
+                delete(access_keys)
+                .where(access_keys.c.access_key_id == access_key_id)
+                .returning(
+                    access_keys.c.access_key_id, access_keys.c.tenant_id, access_keys.c.created
+                )
+            ).first()
+            return None if row is None else AccessKeyInfo(*row)
+
+        return await self._write(work)
