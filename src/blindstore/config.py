@@ -217,6 +217,10 @@ class AuditSettings(_Frozen):
     checkpoint_every: int = Field(1000, ge=1)
     checkpoint_seconds: float = Field(300.0, gt=0)
     signing_key: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    #: PEM public keys of the signing key, in version order (``blindstore audit signing-key``),
+    #: so that ``POST /-/audit/verify`` can check checkpoints: the gateway's own Vault identity
+    #: may sign with the key but not read it.
+    public_keys: tuple[Path, ...] = ()
 
     def key_name(self, vault: VaultSettings) -> str:
         return self.signing_key or f"{vault.key_prefix}audit"

@@ -299,3 +299,33 @@ def test_admin_calls_need_the_admin_token(client: Client, gw: RunningGateway) ->
         with pytest.raises(AuthenticationError) as refused:
             list(outsider.tenants())
         assert (refused.value.status, refused.value.code) == (401, "AdminTokenRequired")
+
+
+def test_accountability_methods_read_the_running_gateways_records(
+    client: Client, bucket: str, gw: RunningGateway
+) -> None:
+    client.put_object(bucket, "scan.dcm", b"an image", provenance={"consent_ref": "C-7"})
+    assert client.get_object(bucket, "scan.dcm") == b"an image"
+    row = gw.run(gw.gateway.catalog.get_object(bucket, "scan.dcm"))
+    assert row is not None
+
+    record = client.transparency(bucket, "scan.dcm")
+    assert [r["backend"]["name"] for r in record["replicas"]] == list(row.backends)
+    assert record["key_custodian"]["key_name"] == row.key_name
+    assert record["provenance"]["consent_ref"] == "C-7"
+    assert record["last_accessed"] is not None
+    assert client.bucket_summary(bucket)["objects"] >= 1
+    assert client.tenant_summary("demo")["objects"] >= 1
+
+    reads = client.audit_query(object_id=row.object_id.hex(), operation="GetObject").records
+    assert reads[0]["principal"] == gw.tenants["demo"].access_key
+    assert reads[0]["bucket"] == bucket
+    assert any(r["operation"] == "PutObject" for r in client.audit_records(bucket=bucket))
+    verified = client.audit_verify()
+    assert verified.intact
+    assert verified.records > 0
+
+    notice = client.responsibilities()
+    assert notice["schema"] == "blindstore.responsibilities/1"
+    assert "<table" in client.responsibilities("html")
+    assert client.responsibilities("md").startswith("# HDS hosting responsibilities")

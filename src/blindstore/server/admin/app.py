@@ -13,13 +13,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from blindstore.errors import BlindstoreError
-from blindstore.server.admin import health, policy, tenants
+from blindstore.server.admin import accountability, health, policy, tenants
 from blindstore.server.admin.common import AdminContext, ErrorBody, ErrorDetail
 
 log = structlog.get_logger("blindstore.admin")
 
 #: The areas of the admin plane, in the order the OpenAPI document lists them.
-ROUTERS: tuple[APIRouter, ...] = (health.router, policy.router, tenants.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    policy.router,
+    tenants.router,
+    accountability.router,
+)
 
 #: Codes for the statuses Starlette answers by itself (no route, wrong method...).
 _HTTP_CODES = {
