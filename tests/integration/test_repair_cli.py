@@ -10,6 +10,7 @@ import anyio
 from typer.testing import CliRunner
 
 from blindstore import provision, runtime
+from blindstore.audit.events import AuditFilter
 from blindstore.catalog.base import ObjectRecord
 from blindstore.cli.main import app, dev_settings
 from blindstore.devtools.openbao import OpenBaoServer
@@ -92,3 +93,16 @@ def test_repair_command_completes_a_missed_replica(openbao: OpenBaoServer, tmp_p
     again = CliRunner().invoke(app, ["repair", "--data-dir", str(data_dir)])
     assert again.exit_code == 0
     assert json.loads(again.stdout[again.stdout.index("{") :])["objects"] == 0
+
+    async def repair_records() -> list[tuple[str, str, dict[str, object]]]:
+        catalog = runtime.open_catalog(settings)
+        try:
+            found = await catalog.query_audit(AuditFilter(operation="repair"), limit=10)
+        finally:
+            await catalog.close()
+        return [(r.event.principal, r.event.result, dict(r.event.detail)) for r in found]
+
+    runs = anyio.run(repair_records)
+    assert len(runs) == 2  # each run is on the audit trail, newest first
+    assert all(principal.startswith("os:") for principal, _result, _detail in runs)
+    assert runs[-1][2]["repaired"] == 1

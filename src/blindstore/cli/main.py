@@ -266,6 +266,7 @@ def gc(
 ) -> None:
     """Delete orphan blobs (written but never committed to the catalog)."""
     from blindstore import runtime
+    from blindstore.cli.audit import record_job
     from blindstore.maintenance import collect_garbage
 
     async def main() -> dict[str, int]:
@@ -278,7 +279,9 @@ def gc(
                     dry_run=dry_run,
                     progress=lambda r: status.update(f"scanned {r.scanned} blobs…"),
                 )
-        return {name: getattr(report, name) for name in report.__slots__}
+            counts = {name: getattr(report, name) for name in report.__slots__}
+            await record_job(gateway.catalog, "gc", detail={"dry_run": dry_run, **counts})
+        return counts
 
     try:
         console.print_json(data=anyio.run(main))
@@ -292,6 +295,7 @@ def gc(
 def repair(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """Copy objects to the replicas that missed their write (ciphertext as is; no keys needed)."""
     from blindstore import runtime
+    from blindstore.cli.audit import record_job
     from blindstore.maintenance import repair_replicas
 
     async def main() -> dict[str, int]:
@@ -299,7 +303,9 @@ def repair(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
         async with runtime.open_gateway(settings) as gateway:
             with console.status("repairing replicas…"), justified(job("repair")):
                 report = await repair_replicas(gateway)
-        return {name: getattr(report, name) for name in report.__slots__}
+            counts = {name: getattr(report, name) for name in report.__slots__}
+            await record_job(gateway.catalog, "repair", detail=counts)
+        return counts
 
     try:
         console.print_json(data=anyio.run(main))

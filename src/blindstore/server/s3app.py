@@ -362,7 +362,7 @@ class S3App:
                     time=self.auth.clock(),
                     request_id=request_id,
                     principal="admin" if self._admin_authorised(scope) else "",
-                    operation=f"admin.{scope['method']} {_route_template(scope)}",
+                    operation=_admin_operation(scope),
                     result=str(status),
                     bytes=received,
                     source=_source(scope),
@@ -371,7 +371,10 @@ class S3App:
                     await audit.append(event)
                 except BlindstoreError:
                     refused = True
-                    body = b'{"detail":"the audit record could not be written"}'
+                    body = (
+                        b'{"code":"ServiceUnavailable","message":"The audit record could not be'
+                        b' written: the action is refused.","details":[]}'
+                    )
                     await send(
                         {
                             "type": "http.response.start",
@@ -470,12 +473,15 @@ def _source(scope: dict[str, Any]) -> str:
     return str(client[0]) if client else ""
 
 
-def _route_template(scope: dict[str, Any]) -> str:
-    """The admin route's path template (``/-/tenants/{name}``), never the raw path (it may
-    carry names); ``-`` if no route matched."""
+def _admin_operation(scope: dict[str, Any]) -> str:
+    """``admin.<operation id>`` (``admin.CreateTenant``) of the matched route; without one, the
+    method and the path template (never the raw path: it may carry names)."""
     route = scope.get("route")
+    operation_id = getattr(route, "operation_id", None)
+    if isinstance(operation_id, str) and operation_id:
+        return f"admin.{operation_id}"
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "-"
+    return f"admin.{scope['method']} {path if isinstance(path, str) else '-'}"
 
 
 async def _close(stream: AsyncIterator[bytes]) -> None:
