@@ -1,0 +1,291 @@
+"""Multipart uploads: create, upload a part, complete (the commit point), abort, list."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import structlog
+
+from blindstore import crypto
+from blindstore.audit import facts as audit_facts
+from blindstore.backends.base import Backend
+from blindstore.catalog.base import ObjectRecord, StoredPart, Upload, UploadPage, UploadPart
+from blindstore.errors import (
+    BackendUnavailable,
+    EntityTooSmall,
+    InvalidArgument,
+    InvalidPart,
+    InvalidPartOrder,
+    MalformedXML,
+    NoSuchUpload,
+)
+from blindstore.gateway.records import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    BodyCheck,
+    Principal,
+    WriteMeta,
+    canonical_row,
+    multipart_etag,
+)
+from blindstore.gateway.writes import Writes
+
+log = structlog.get_logger("blindstore.gateway")
+
+
+class Multipart(Writes):
+    """The multipart operations of ``Gateway``: parts are written as ``put_object`` writes."""
+
+    async def create_upload(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        meta: WriteMeta,
+        checksum_algorithm: str | None = None,
+    ) -> Upload:
+        await self.owned_bucket(principal, bucket_name)
+        tenant = principal.tenant
+        # Placed now, size unknown: every part goes to the same targets.
+        targets, quorum = self._place(principal, bucket_name, key, meta, None)
+        datakey = await self._new_data_key(tenant, meta, bucket_name, None)
+        upload = Upload(
+            upload_id=base64.urlsafe_b64encode(self.rng(24)).decode().rstrip("="),
+            bucket=bucket_name,
+            key=key,
+            tenant_id=tenant.tenant_id,
+            object_id=datakey.object_id,
+            backends=tuple(backend.name for backend in targets),
+            container=tenant.container,
+            wrapped_dek=datakey.wrapped,
+            key_name=datakey.key_name,
+            key_version=datakey.key_version,
+            initiated=self._now_ms(),
+            headers=meta.headers,
+            user_metadata=meta.user_metadata,
+            tags=meta.tags,
+            checksum_algorithm=checksum_algorithm,
+            quorum=quorum,
+            provenance=dict(meta.provenance.fields),
+            retention_until=meta.provenance.retention_until,
+        )
+        await self.catalog.create_upload(upload)
+        audit_facts.note(upload)
+        return upload
+
+    async def _upload(
+        self, principal: Principal, bucket_name: str, key: str, upload_id: str
+    ) -> Upload:
+        await self.owned_bucket(principal, bucket_name)
+        upload = await self.catalog.get_upload(upload_id)
+        if upload is None or upload.bucket != bucket_name or upload.key != key:
+            raise NoSuchUpload(UploadId=upload_id)
+        audit_facts.note(upload)
+        return upload
+
+    async def upload_part(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes],
+        check: BodyCheck,
+    ) -> UploadPart:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+                ArgumentName="partNumber",
+            )
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        self.check_not_revoked(upload.key_name)
+        dek = await self.keys.unwrap(
+            upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
+        )
+        targets = self._upload_targets(upload)
+        stored, landed, _failed = await self._write_segment(
+            targets,
+            upload.quorum,
+            principal.tenant,
+            upload.object_id,
+            dek,
+            part_number,
+            body,
+            check,
+        )
+        part = UploadPart(
+            upload_id=upload_id,
+            part_number=part_number,
+            blob=stored.blob,
+            size=stored.size,
+            stored_size=stored.stored_size,
+            etag=stored.etag,
+            last_modified=self._now_ms(),
+            checksums=check.checksums(),
+            backends=landed,
+        )
+        try:
+            replaced = await self.catalog.put_part(part)
+        except BaseException:
+            await self._delete_copies(landed, upload.container, part.blob)
+            raise
+        if replaced is not None:
+            await self._delete_copies(replaced.backends, upload.container, replaced.blob)
+        return part
+
+    def _upload_targets(self, upload: Upload) -> list[Backend]:
+        missing = [name for name in upload.backends if name not in self.backends]
+        if missing:
+            log.error("upload_backend_unknown", backends=missing)
+            raise BackendUnavailable(f"upload targets unknown backends {missing}")
+        return [self.backends[name] for name in upload.backends]
+
+    async def complete_upload(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        upload_id: str,
+        requested: list[tuple[int, str]],
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectRecord:
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        if not requested:
+            raise MalformedXML()
+        numbers = [n for n, _ in requested]
+        if any(b <= a for a, b in itertools.pairwise(numbers)):
+            raise InvalidPartOrder()
+        known: dict[int, UploadPart] = {}
+        marker = 0
+        while True:
+            page, truncated = await self.catalog.list_parts(upload_id, part_number_marker=marker)
+            known.update((p.part_number, p) for p in page)
+            if not truncated or not page:
+                break
+            marker = page[-1].part_number
+        chosen: list[UploadPart] = []
+        for number, etag in requested:
+            part = known.get(number)
+            if part is None or part.etag != etag.strip('"'):
+                raise InvalidPart(PartNumber=str(number), ETag=etag)
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part.size < MIN_PART_SIZE:
+                raise EntityTooSmall(
+                    ProposedSize=str(part.size),
+                    MinSizeAllowed=str(MIN_PART_SIZE),
+                    PartNumber=str(part.part_number),
+                    ETag=part.etag,
+                )
+        # The object's replicas are the targets holding every chosen part; the others get
+        # the missing parts from ``blindstore repair``.
+        complete = tuple(n for n in upload.backends if all(n in p.backends for p in chosen))
+        short = [p.part_number for p in chosen if len(p.backends) < upload.quorum]
+        if short or not complete:
+            log.error("multipart_quorum_not_met", parts=short, complete=len(complete))
+            raise BackendUnavailable("no backend holds every part: upload the parts again")
+        self.check_not_revoked(upload.key_name)
+        dek = await self.keys.unwrap(
+            upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
+        )
+        record = ObjectRecord(
+            bucket=bucket_name,
+            key=key,
+            tenant_id=upload.tenant_id,
+            object_id=upload.object_id,
+            backends=complete,
+            repairs=tuple(n for n in upload.backends if n not in complete),
+            container=upload.container,
+            parts=tuple(
+                StoredPart(
+                    part_number=p.part_number,
+                    blob=p.blob,
+                    size=p.size,
+                    stored_size=p.stored_size,
+                    etag=p.etag,
+                )
+                for p in chosen
+            ),
+            size=sum(p.size for p in chosen),
+            etag=multipart_etag([p.etag for p in chosen]),
+            last_modified=self._now_ms(),
+            wrapped_dek=upload.wrapped_dek,
+            key_name=upload.key_name,
+            key_version=upload.key_version,
+            headers=upload.headers,
+            user_metadata=upload.user_metadata,
+            tags=upload.tags,
+            provenance=upload.provenance,
+            retention_until=upload.retention_until,
+        )
+        record = replace(
+            record, row_mac=crypto.row_mac(dek, record.object_id, canonical_row(record))
+        )
+        replaced, unused = await self.catalog.complete_upload(
+            upload_id, record, if_match=if_match, if_none_match=if_none_match
+        )
+        audit_facts.note(record)
+        for part in unused:
+            await self._delete_copies(part.backends, upload.container, part.blob)
+        if replaced is not None:
+            await self._discard(replaced)
+        # As after a PUT; bucket-key mode also counts the size, unknown when the DEK was issued.
+        self.keys.remember(
+            record.key_name,
+            record.tenant_id,
+            record.object_id,
+            record.wrapped_dek,
+            dek,
+            size=record.size,
+        )
+        return record
+
+    async def abort_upload(
+        self, principal: Principal, bucket_name: str, key: str, upload_id: str
+    ) -> None:
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        parts = await self.catalog.abort_upload(upload_id)
+        for part in parts:
+            await self._delete_copies(part.backends, upload.container, part.blob)
+        self.keys.forget(upload.tenant_id, upload.object_id)
+
+    async def list_parts(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        key: str,
+        upload_id: str,
+        *,
+        part_number_marker: int,
+        max_parts: int,
+    ) -> tuple[Upload, list[UploadPart], bool]:
+        upload = await self._upload(principal, bucket_name, key, upload_id)
+        parts, truncated = await self.catalog.list_parts(
+            upload_id, part_number_marker=part_number_marker, max_parts=max_parts
+        )
+        return upload, parts, truncated
+
+    async def list_uploads(
+        self,
+        principal: Principal,
+        bucket_name: str,
+        *,
+        prefix: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> UploadPage:
+        await self.owned_bucket(principal, bucket_name)
+        return await self.catalog.list_uploads(
+            bucket_name,
+            prefix=prefix,
+            key_marker=key_marker,
+            upload_id_marker=upload_id_marker,
+            max_uploads=max_uploads,
+        )
