@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -185,4 +186,58 @@ def start_gateway(
         _loop=state["loop"],
         _stop=stop,
         _thread=thread,
+    )
+
+
+def write_instance_file(
+    data_dir: Path, *, vault_addr: str, vault_token: str, name: str = "dev.json"
+) -> None:
+    """What `blindstore dev` (``dev.json``) or `blindstore demo` (``demo.json``) writes: where
+    OpenBao is, so that CLI commands given ``--data-dir data_dir`` act on this instance."""
+    (data_dir / name).write_text(
+        json.dumps({"vault_addr": vault_addr, "vault_token": vault_token}), encoding="utf-8"
+    )
+
+
+def start_cli_gateway(
+    data_dir: Path,
+    *,
+    vault_addr: str,
+    vault_token: str,
+    instance_file: str = "dev.json",
+    tenants: tuple[str, ...] = ("demo", "other"),
+    overrides: dict[str, Any] | None = None,
+) -> RunningGateway:
+    """``start_gateway`` with the instance file the CLI reads (``--data-dir data_dir``)."""
+    write_instance_file(
+        data_dir, vault_addr=vault_addr, vault_token=vault_token, name=instance_file
+    )
+    return start_gateway(
+        data_dir,
+        vault_addr=vault_addr,
+        vault_token=vault_token,
+        tenants=tenants,
+        overrides=overrides,
+    )
+
+
+def start_admin_gateway(
+    root: Path,
+    *,
+    vault_addr: str,
+    vault_token: str,
+    admin_token: str,
+    policy: str,
+    tenants: tuple[str, ...] = ("demo",),
+) -> RunningGateway:
+    """A gateway in ``root / "gw"`` with the admin API on (``admin_token``), routing by the
+    placement policy ``policy`` (YAML text, written to ``root / "policy.yaml"``)."""
+    policy_file = root / "policy.yaml"
+    policy_file.write_text(policy, encoding="utf-8")
+    return start_gateway(
+        root / "gw",
+        vault_addr=vault_addr,
+        vault_token=vault_token,
+        tenants=tenants,
+        overrides={"admin": {"token": admin_token}, "placement": {"policy": str(policy_file)}},
     )

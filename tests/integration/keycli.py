@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from blindstore.catalog.base import ObjectRecord
 from blindstore.cli.main import app
 from blindstore.devtools.openbao import OpenBaoServer
-from tests.gwserver import RunningGateway, start_gateway
+from tests.gwserver import RunningGateway, start_cli_gateway
 
 #: Small pools so that PUTs after a rotation soon use the new key version; fast revocations.
 KEY_SETTINGS = {"pool_size": 2, "revocation_refresh_seconds": 0.2}
@@ -25,12 +25,8 @@ def lifecycle_gw(
     openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     """A gateway of this module's own (tests shred its tenants), with a dev.json for the CLI."""
-    data_dir = tmp_path_factory.mktemp("lifecycle")
-    (data_dir / "dev.json").write_text(
-        json.dumps({"vault_addr": openbao.addr, "vault_token": openbao.token}), encoding="utf-8"
-    )
-    running = start_gateway(
-        data_dir,
+    running = start_cli_gateway(
+        tmp_path_factory.mktemp("lifecycle"),
         vault_addr=openbao.addr,
         vault_token=openbao.token,
         tenants=(),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from blindstore.devtools.openbao import OpenBaoServer
-from tests.gwserver import RunningGateway, start_gateway
+from tests.gwserver import RunningGateway, start_admin_gateway
 from tests.integration import rawhttp
 
 TOKEN = "admin-token-for-tests"
@@ -46,16 +46,14 @@ def _write(path: Path, rule: str, target: str) -> None:
 
 @pytest.fixture
 def admin_gw(openbao: OpenBaoServer, tmp_path: Path) -> Iterator[tuple[RunningGateway, Path]]:
-    policy = tmp_path / "policy.yaml"
-    _write(policy, "everything-on-vault", "vault-disk")
-    gw = start_gateway(
-        tmp_path / "gw",
+    gw = start_admin_gateway(
+        tmp_path,
         vault_addr=openbao.addr,
         vault_token=openbao.token,
-        tenants=("demo",),
-        overrides={"admin": {"token": TOKEN}, "placement": {"policy": str(policy)}},
+        admin_token=TOKEN,
+        policy=POLICY.format(root=tmp_path, rule="everything-on-vault", target="vault-disk"),
     )
-    yield gw, policy
+    yield gw, tmp_path / "policy.yaml"
     gw.stop()
 
 

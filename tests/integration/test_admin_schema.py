@@ -23,7 +23,7 @@ from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from blindstore.devtools.openbao import OpenBaoServer
-from tests.gwserver import RunningGateway, start_gateway
+from tests.gwserver import RunningGateway, start_admin_gateway
 
 TOKEN = "admin-token-" + secrets.token_hex(8)
 
@@ -46,14 +46,12 @@ def schema_gw(
     openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     root: Path = tmp_path_factory.mktemp("admin-schema")
-    policy = root / "policy.yaml"
-    policy.write_text(POLICY.format(root=root), encoding="utf-8")
-    running = start_gateway(
-        root / "gw",
+    running = start_admin_gateway(
+        root,
         vault_addr=openbao.addr,
         vault_token=openbao.token,
-        tenants=("demo",),
-        overrides={"admin": {"token": TOKEN}, "placement": {"policy": str(policy)}},
+        admin_token=TOKEN,
+        policy=POLICY.format(root=root),
     )
     yield running
     running.stop()

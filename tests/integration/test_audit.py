@@ -27,7 +27,7 @@ from blindstore.cli.main import app
 from blindstore.devtools.openbao import OpenBaoServer
 from blindstore.keys.admin import TransitAdmin
 from blindstore.keys.transit import make_client
-from tests.gwserver import RunningGateway, start_gateway
+from tests.gwserver import RunningGateway, start_cli_gateway, write_instance_file
 
 ADMIN_TOKEN = "audit-admin-token"
 CHECKPOINT_EVERY = 8
@@ -38,12 +38,8 @@ def agw(
     openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     """A gateway of this module's own (tests install triggers in its catalog)."""
-    data_dir = tmp_path_factory.mktemp("audit")
-    (data_dir / "dev.json").write_text(
-        json.dumps({"vault_addr": openbao.addr, "vault_token": openbao.token}), encoding="utf-8"
-    )
-    running = start_gateway(
-        data_dir,
+    running = start_cli_gateway(
+        tmp_path_factory.mktemp("audit"),
         vault_addr=openbao.addr,
         vault_token=openbao.token,
         overrides={
@@ -234,9 +230,7 @@ def _snapshot(gw: RunningGateway, tmp_path: Path, openbao: OpenBaoServer) -> Pat
     """A copy of the gateway's catalog in a data directory the CLI can act on."""
     data_dir = tmp_path / "copy"
     (data_dir / ".blindstore").mkdir(parents=True)
-    (data_dir / "dev.json").write_text(
-        json.dumps({"vault_addr": openbao.addr, "vault_token": openbao.token}), encoding="utf-8"
-    )
+    write_instance_file(data_dir, vault_addr=openbao.addr, vault_token=openbao.token)
     target = sqlite3.connect(_copy_path(data_dir))
     source = sqlite3.connect(catalog_path(gw))
     source.backup(target)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from blindstore.catalog.base import ObjectRecord
 from blindstore.cli.main import app
 from blindstore.devtools.openbao import OpenBaoServer
-from tests.gwserver import RunningGateway, start_gateway
+from tests.gwserver import RunningGateway, start_cli_gateway
 
 POLICY = """\
 version: 1
@@ -63,13 +63,11 @@ def pgw(
     suffix = secrets.token_hex(3)
     policy = data_dir / "policy.yaml"
     policy.write_text(POLICY.format(root=data_dir, suffix=suffix), encoding="utf-8")
-    (data_dir / "demo.json").write_text(
-        json.dumps({"vault_addr": openbao.addr, "vault_token": openbao.token}), encoding="utf-8"
-    )
-    running = start_gateway(
+    running = start_cli_gateway(
         data_dir,
         vault_addr=openbao.addr,
         vault_token=openbao.token,
+        instance_file="demo.json",
         tenants=("demo",),
         overrides={"placement": {"policy": str(policy)}},
     )

@@ -17,6 +17,7 @@ from blindstore.devtools.openbao import OpenBaoServer
 from blindstore.gateway import Principal, WriteMeta
 from blindstore.s3.checksums import BodyVerifier
 from blindstore.server.wire import VerifiedBody
+from tests.gwserver import write_instance_file
 
 POLICY = """\
 version: 1
@@ -46,8 +47,8 @@ def test_repair_command_completes_a_missed_replica(openbao: OpenBaoServer, tmp_p
     data_dir = tmp_path / "demo"
     data_dir.mkdir()
     (data_dir / "policy.yaml").write_text(POLICY.format(root=data_dir), encoding="utf-8")
-    (data_dir / "demo.json").write_text(
-        json.dumps({"vault_addr": openbao.addr, "vault_token": openbao.token}), encoding="utf-8"
+    write_instance_file(
+        data_dir, vault_addr=openbao.addr, vault_token=openbao.token, name="demo.json"
     )
     settings = dev_settings(
         data_dir,

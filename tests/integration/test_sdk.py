@@ -20,7 +20,7 @@ from blindstore.sdk import (
     ObjectInfo,
     Provenance,
 )
-from tests.gwserver import RunningGateway, start_gateway
+from tests.gwserver import RunningGateway, start_admin_gateway
 
 TOKEN = "admin-token-" + secrets.token_hex(8)
 
@@ -47,14 +47,12 @@ def gw(
     openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     root = tmp_path_factory.mktemp("sdk")
-    policy = root / "policy.yaml"
-    policy.write_text(POLICY.format(root=root), encoding="utf-8")
-    running = start_gateway(
-        root / "gw",
+    running = start_admin_gateway(
+        root,
         vault_addr=openbao.addr,
         vault_token=openbao.token,
-        tenants=("demo",),
-        overrides={"admin": {"token": TOKEN}, "placement": {"policy": str(policy)}},
+        admin_token=TOKEN,
+        policy=POLICY.format(root=root),
     )
     yield running
     running.stop()

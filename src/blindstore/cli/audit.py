@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Annotated, Any, TypeVar
+from typing import IO, Annotated, Any
 
-import anyio
 import typer
 from rich.console import Console
 
+from blindstore.cli.common import resolve_settings, run_job
 from blindstore.cli.options import ConfigOption, DataDirOption
-from blindstore.errors import BlindstoreError, ConfigError
+from blindstore.errors import ConfigError
 
 audit_app = typer.Typer(
     help="The audit trail: verify its hash chain, export it, query it.", no_args_is_help=True
 )
 console = Console()
 err_console = Console(stderr=True)
-
-T = TypeVar("T")
 
 ObjectIdOption = Annotated[
     str | None, typer.Option("--object-id", help="Object id (32 hex digits).")
@@ -46,20 +46,43 @@ UntilOption = Annotated[
 ]
 
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    from blindstore.cli.main import _fail, _fail_group
+Filters = dict[str, str | None]
 
-    try:
-        return anyio.run(work)
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
+
+def _filter_options(
+    object_id: ObjectIdOption = None,
+    bucket: BucketOption = None,
+    key: KeyOption = None,
+    principal: PrincipalOption = None,
+    tenant: TenantOption = None,
+    operation: OperationOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """The options that filter the audit trail, declared once: ``with_filters`` puts them in a
+    command's signature. Named as ``blindstore.audit.query.resolve_filter`` takes them."""
+
+
+def with_filters(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with the options of ``_filter_options`` in place of its ``filters`` parameter,
+    which receives their values as one mapping. Typer reads the signature set here."""
+    options = inspect.signature(_filter_options, eval_str=True).parameters
+    params: list[inspect.Parameter] = []
+    for param in inspect.signature(command, eval_str=True).parameters.values():
+        params.extend(options.values() if param.name == "filters" else [param])
+
+    @functools.wraps(command)
+    def with_options(**given: Any) -> None:
+        command(filters={name: given.pop(name) for name in options}, **given)
+
+    del with_options.__wrapped__  # else inspect.signature would read command's own
+    with_options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in params}
+    return with_options
 
 
 def _open_catalog(data_dir: Path | None, config: Path | None) -> Any:
     from blindstore import runtime
-    from blindstore.cli.main import resolve_settings
 
     return runtime.open_catalog(resolve_settings(data_dir, config))
 
@@ -90,7 +113,6 @@ def verify(
     """Check the whole chain and every signed checkpoint; exit 1 naming each problem's seq."""
     from blindstore.audit.query import checkpoint_key_names, verify_log
     from blindstore.cli.keys import _admin
-    from blindstore.cli.main import resolve_settings
     from blindstore.lifecycle.certificates import public_key_from_pem
 
     async def main() -> dict[str, Any]:
@@ -115,7 +137,7 @@ def verify(
             await catalog.close()
         return report.as_dict()
 
-    report = _run(main)
+    report = run_job(main)
     if as_json:
         console.print_json(data=report)
     if report["intact"]:
@@ -140,18 +162,12 @@ def verify(
 
 
 @audit_app.command()
+@with_filters
 def export(
     output: Annotated[
         Path | None, typer.Option("--output", help="Write here (default: stdout).")
     ] = None,
-    object_id: ObjectIdOption = None,
-    bucket: BucketOption = None,
-    key: KeyOption = None,
-    principal: PrincipalOption = None,
-    tenant: TenantOption = None,
-    operation: OperationOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
+    filters: Filters | None = None,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -159,16 +175,7 @@ def export(
     from blindstore.audit.query import export as export_records
     from blindstore.audit.query import resolve_filter
 
-    filters = {
-        "object_id": object_id,
-        "bucket": bucket,
-        "key": key,
-        "principal": principal,
-        "tenant": tenant,
-        "operation": operation,
-        "since": since,
-        "until": until,
-    }
+    filters = filters or {}
 
     async def main() -> int:
         catalog = _open_catalog(data_dir, config)
@@ -188,20 +195,14 @@ def export(
             await catalog.close()
         return count
 
-    count = _run(main)
+    count = run_job(main)
     err_console.print(f"{count} record(s) exported")
 
 
 @audit_app.command()
+@with_filters
 def query(
-    object_id: ObjectIdOption = None,
-    bucket: BucketOption = None,
-    key: KeyOption = None,
-    principal: PrincipalOption = None,
-    tenant: TenantOption = None,
-    operation: OperationOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
+    filters: Filters | None = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
     oldest_first: Annotated[
         bool, typer.Option("--oldest-first", help="Seq order instead of newest first.")
@@ -216,24 +217,14 @@ def query(
     async def main() -> list[dict[str, Any]]:
         catalog = _open_catalog(data_dir, config)
         try:
-            selection = await resolve_filter(
-                catalog,
-                object_id=object_id,
-                bucket=bucket,
-                key=key,
-                principal=principal,
-                tenant=tenant,
-                operation=operation,
-                since=since,
-                until=until,
-            )
+            selection = await resolve_filter(catalog, **(filters or {}))
             return await query_records(
                 catalog, selection, limit=limit, newest_first=not oldest_first
             )
         finally:
             await catalog.close()
 
-    typer.echo(json.dumps(_run(main), ensure_ascii=False, indent=2))
+    typer.echo(json.dumps(run_job(main), ensure_ascii=False, indent=2))
 
 
 @audit_app.command("signing-key")
@@ -247,7 +238,6 @@ def signing_key(
 ) -> None:
     """Print the public key that verifies audit checkpoints (PEM, latest version)."""
     from blindstore.cli.keys import _admin
-    from blindstore.cli.main import resolve_settings
     from blindstore.lifecycle.certificates import public_key_pem
 
     async def main() -> str:
@@ -259,7 +249,7 @@ def signing_key(
             raise ConfigError("the audit signing key does not exist in OpenBao")
         return public_key_pem(info.public_keys[max(info.public_keys)])
 
-    pem = _run(main)
+    pem = run_job(main)
     if output is not None:
         output.write_text(pem, encoding="utf-8")
     typer.echo(pem, nl=False)

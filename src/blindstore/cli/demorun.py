@@ -23,6 +23,7 @@ import yaml
 from rich.console import Console
 
 from blindstore import runtime
+from blindstore.cli.common import dev_settings
 from blindstore.cli.devrun import (
     ALT_TENANT,
     DEMO_TENANT,
@@ -30,7 +31,6 @@ from blindstore.cli.devrun import (
     _interrupt,
     _write_private_json,
 )
-from blindstore.cli.main import dev_settings
 from blindstore.config import Settings
 from blindstore.devtools.azurite import start_azurite
 from blindstore.devtools.gcs_emulator import start_gcs_emulator

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from blindstore import provision, runtime
 from blindstore.catalog.base import Catalog
-from blindstore.cli.main import dev_settings
+from blindstore.cli.common import dev_settings, transit_admin
 from blindstore.config import Settings
 from blindstore.devtools.persistent import start_persistent_openbao
 from blindstore.gateway import Gateway
@@ -168,17 +168,5 @@ def _announce(console: Console, info: dict[str, Any]) -> None:
 
 async def ensure_audit_key(settings: Settings, admin_token: str) -> None:
     """Create the audit checkpoint signing key (ed25519) if it is missing."""
-    from blindstore.keys.admin import TransitAdmin
-    from blindstore.keys.transit import make_client
-
     vault = settings.vault
-    client = make_client(
-        vault.addr,
-        admin_token,
-        read_timeout=vault.timeout_seconds,
-        verify=str(vault.ca_cert) if vault.ca_cert else True,
-        cert=(str(vault.client_cert), str(vault.client_key))
-        if vault.client_cert is not None and vault.client_key is not None
-        else None,
-    )
-    await TransitAdmin(client, mount=vault.mount).ensure_signing_key(settings.audit.key_name(vault))
+    await transit_admin(vault, admin_token).ensure_signing_key(settings.audit.key_name(vault))

@@ -12,9 +12,8 @@ import json
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import anyio
 import typer
@@ -23,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from blindstore.catalog.base import Catalog
 from blindstore.cli.audit import record_job
+from blindstore.cli.common import resolve_settings, run_job, transit_admin
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
@@ -33,8 +33,6 @@ keys_app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-
-T = TypeVar("T")
 
 TokenFileOption = Annotated[
     Path | None,
@@ -58,23 +56,6 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _run(work: Callable[[], Awaitable[T]], op: str) -> T:
-    """Run ``work``; its Transit calls say ``op=keys-<op>`` in OpenBao's audit log."""
-    from blindstore.cli.main import _fail, _fail_group
-    from blindstore.keys.justification import job, justified
-
-    async def justified_work() -> T:
-        with justified(job(f"keys-{op}")):
-            return await work()
-
-    try:
-        return anyio.run(justified_work)
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
-
-
 async def _unrevoked_subject_keys(catalog: Catalog, tenant_id: bytes) -> list[str]:
     """A tenant's subject keys that no shredding request covers: the live ones, and retired ones
     whose shredding was restored after the subject got a new key (their data is readable)."""
@@ -86,16 +67,9 @@ async def _unrevoked_subject_keys(catalog: Catalog, tenant_id: bytes) -> list[st
     ]
 
 
-def _settings(data_dir: Path | None, config: Path | None) -> Settings:
-    from blindstore.cli.main import resolve_settings
-
-    return resolve_settings(data_dir, config)
-
-
 def _admin(settings: Settings, token_file: Path | None) -> Any:
     """A ``TransitAdmin`` with the administrative token."""
-    from blindstore.keys.admin import TransitAdmin
-    from blindstore.keys.transit import make_client, resolve_token
+    from blindstore.keys.transit import resolve_token
 
     vault = settings.vault
     token = os.environ.get("BLINDSTORE_ADMIN_VAULT_TOKEN")
@@ -111,16 +85,7 @@ def _admin(settings: Settings, token_file: Path | None) -> Any:
                 "no administrative Vault token: give --vault-token-file or "
                 "BLINDSTORE_ADMIN_VAULT_TOKEN (the key administrator's, not the gateway's)"
             ) from exc
-    client = make_client(
-        vault.addr,
-        token,
-        read_timeout=vault.timeout_seconds,
-        verify=str(vault.ca_cert) if vault.ca_cert else True,
-        cert=(str(vault.client_cert), str(vault.client_key))
-        if vault.client_cert is not None and vault.client_key is not None
-        else None,
-    )
-    return TransitAdmin(client, mount=vault.mount)
+    return transit_admin(vault, token)
 
 
 def _signing_key(settings: Settings) -> str:
@@ -151,7 +116,7 @@ def rotate(
     from blindstore import runtime
 
     async def main() -> list[dict[str, Any]]:
-        settings = _settings(data_dir, config)
+        settings = resolve_settings(data_dir, config)
         admin = _admin(settings, vault_token_file)
         catalog = runtime.open_catalog(settings)
         try:
@@ -168,7 +133,7 @@ def rotate(
             rotated.append({"key": name, "latest_version": await admin.rotate(name)})
         return rotated
 
-    console.print_json(data={"rotated": _run(main, "rotate")})
+    console.print_json(data={"rotated": run_job(main, op="keys-rotate")})
     err_console.print("Run `blindstore keys rewrap` to move existing wrapped keys to it.")
 
 
@@ -201,7 +166,7 @@ def rewrap(
     settle_seconds = parse_duration(settle)
 
     async def main() -> dict[str, Any]:
-        settings = _settings(data_dir, config)
+        settings = resolve_settings(data_dir, config)
         admin = _admin(settings, vault_token_file)
         catalog = runtime.open_catalog(settings)
         try:
@@ -250,7 +215,7 @@ def rewrap(
             ],
         }
 
-    summary = _run(main, "rewrap")
+    summary = run_job(main, op="keys-rewrap")
     console.print_json(data=summary)
     err_console.print(
         f"rewrapped {summary['rewrapped']} wrapped keys under {summary['keys']} Transit keys"
@@ -316,7 +281,7 @@ def shred(
     grace_seconds = parse_duration(grace)
 
     async def main() -> dict[str, Any]:
-        settings = _settings(data_dir, config)
+        settings = resolve_settings(data_dir, config)
         admin = _admin(settings, vault_token_file)
         async with runtime.open_gateway(settings) as gateway:
             catalog = gateway.catalog
@@ -380,7 +345,7 @@ def shred(
             await _record_destroy(catalog, request, None)
             return certificate
 
-    result = _run(main, "shred")
+    result = run_job(main, op="keys-shred")
     if certificate_out is not None and result.get("type"):
         certificate_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     console.print_json(data=result)
@@ -425,7 +390,7 @@ def restore(
     from blindstore.lifecycle.shred import NothingToShred, restore_shred
 
     async def main() -> dict[str, Any]:
-        settings = _settings(data_dir, config)
+        settings = resolve_settings(data_dir, config)
         admin = _admin(settings, vault_token_file)
         catalog = runtime.open_catalog(settings)
         try:
@@ -443,7 +408,7 @@ def restore(
             await catalog.close()
         return {"shred_id": shred_id, "status": "restored", "keys": list(found[0].key_names)}
 
-    console.print_json(data=_run(main, "restore"))
+    console.print_json(data=run_job(main, op="keys-restore"))
 
 
 @keys_app.command()
@@ -464,7 +429,7 @@ def purge(
     from blindstore.lifecycle.shred import destroy
 
     async def main() -> list[dict[str, Any]]:
-        settings = _settings(data_dir, config)
+        settings = resolve_settings(data_dir, config)
         admin = _admin(settings, vault_token_file)
         async with runtime.open_gateway(settings) as gateway:
             now = time.time()
@@ -488,7 +453,7 @@ def purge(
                 await _record_destroy(gateway.catalog, shred, None, operation="keys.purge")
             return certificates
 
-    certificates = _run(main, "purge")
+    certificates = run_job(main, op="keys-purge")
     if certificates_dir is not None:
         certificates_dir.mkdir(parents=True, exist_ok=True)
         for certificate in certificates:
@@ -505,7 +470,7 @@ def list_shreds(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
     from blindstore.lifecycle.shred import iso_time
 
     async def main() -> list[dict[str, Any]]:
-        catalog = runtime.open_catalog(_settings(data_dir, config))
+        catalog = runtime.open_catalog(resolve_settings(data_dir, config))
         try:
             return [
                 {
@@ -523,7 +488,7 @@ def list_shreds(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
         finally:
             await catalog.close()
 
-    console.print_json(data=_run(main, "shreds"))
+    console.print_json(data=run_job(main, op="keys-shreds"))
 
 
 @keys_app.command()
@@ -536,7 +501,7 @@ def certificate(
     from blindstore import runtime
 
     async def main() -> str | None:
-        catalog = runtime.open_catalog(_settings(data_dir, config))
+        catalog = runtime.open_catalog(resolve_settings(data_dir, config))
         try:
             for s in await catalog.list_shreds():
                 if s.shred_id == shred_id:
@@ -545,7 +510,7 @@ def certificate(
             await catalog.close()
         raise ConfigError(f"no shredding request {shred_id}")
 
-    text = _run(main, "certificate")
+    text = run_job(main, op="keys-certificate")
     if text is None:
         raise typer.BadParameter("this request's keys are not destroyed yet: no certificate")
     console.print_json(text)
@@ -562,11 +527,11 @@ def signing_key(
     from blindstore.lifecycle.certificates import public_key_pem
 
     async def main() -> str:
-        settings = _settings(data_dir, config)
+        settings = resolve_settings(data_dir, config)
         info = await _admin(settings, vault_token_file).ensure_signing_key(_signing_key(settings))
         return public_key_pem(info.public_keys[max(info.public_keys)])
 
-    pem = _run(main, "signing-key")
+    pem = run_job(main, op="keys-signing-key")
     if output is not None:
         output.write_text(pem, encoding="utf-8")
     typer.echo(pem, nl=False)
@@ -597,7 +562,7 @@ def verify_certificate(
         raise typer.Exit(code=1) from exc
 
     async def public_keys() -> dict[int, bytes]:
-        settings = _settings(data_dir, config)
+        settings = resolve_settings(data_dir, config)
         signature = loaded.get("signature") if isinstance(loaded, dict) else None
         name = signature.get("transit_key") if isinstance(signature, dict) else None
         info = await _admin(settings, vault_token_file).key_info(
@@ -616,7 +581,7 @@ def verify_certificate(
             keys = {version: public_key_from_pem(public_key.read_bytes())}
             version = verify(loaded, {k: v for k, v in keys.items() if isinstance(k, int)})
         else:
-            version = verify(loaded, _run(public_keys, "verify-certificate"))
+            version = verify(loaded, run_job(public_keys, op="keys-verify-certificate"))
     except CertificateInvalid as exc:
         err_console.print(f"[red]invalid:[/red] {exc.message}")
         raise typer.Exit(code=1) from exc

@@ -7,11 +7,10 @@ Commands that act on an instance take ``--data-dir`` (a `blindstore dev` directo
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 import typer
@@ -19,14 +18,20 @@ from rich.console import Console
 
 from blindstore import config as config_module
 from blindstore.cli.audit import audit_app
+from blindstore.cli.common import (
+    DEFAULT_DATA_DIR,
+    dev_settings,
+    err_console,
+    reported_failures,
+    resolve_settings,
+    run_job,
+)
 from blindstore.cli.keys import keys_app
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.cli.policy import policy_app
 from blindstore.cli.report import report_app
 from blindstore.cli.retention import retention_app
 from blindstore.cli.transparency import transparency
-from blindstore.config import Settings
-from blindstore.errors import BlindstoreError, ConfigError
 from blindstore.keys.justification import job, justified
 
 app = typer.Typer(
@@ -54,82 +59,9 @@ def _log_to_stderr() -> None:
 
 
 console = Console()
-err_console = Console(stderr=True)
 
-DEFAULT_DATA_DIR = Path(".blindstore")
-
-
-def dev_settings(
-    data_dir: Path,
-    *,
-    vault_addr: str,
-    vault_token: str,
-    host: str = "127.0.0.1",
-    port: int = 9000,
-    admin_token: str | None = None,
-    policy: Path | None = None,
-) -> Settings:
-    """The settings `blindstore dev` runs with: everything under ``data_dir``."""
-    data_dir = data_dir.absolute()
-    return Settings.model_validate(
-        {
-            "listen": {"host": host, "port": port},
-            "vault": {"addr": vault_addr, "token": vault_token},
-            "storage": {"backend": "local", "path": str(data_dir / "blobs")},
-            "catalog": {"url": f"sqlite:///{data_dir / 'catalog.db'}"},
-            "admin": {"token": admin_token},
-            "placement": {"policy": str(policy) if policy else None},
-        }
-    )
-
-
-def _read_dev_json(data_dir: Path) -> dict[str, Any]:
-    """The facts a `blindstore dev` (dev.json) or `blindstore demo` (demo.json) instance wrote."""
-    path = data_dir / "dev.json"
-    if not path.exists() and (data_dir / "demo.json").exists():
-        path = data_dir / "demo.json"
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"{path} not found or unreadable: is `blindstore dev --data-dir {data_dir}` running?"
-        ) from exc
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} is not a JSON object")
-    return loaded
-
-
-def resolve_settings(data_dir: Path | None, config_path: Path | None) -> Settings:
-    """Settings of the instance a command acts on."""
-    if config_path is not None and data_dir is not None:
-        raise ConfigError("give --data-dir or --config, not both")
-    if config_path is not None:
-        return config_module.load(config_path)
-    data_dir = data_dir or DEFAULT_DATA_DIR
-    info = _read_dev_json(data_dir)
-    # A demo directory routes by the policy `blindstore demo` wrote next to its demo.json.
-    policy = data_dir / "policy.yaml"
-    return dev_settings(
-        data_dir,
-        vault_addr=info["vault_addr"],
-        vault_token=info["vault_token"],
-        policy=policy if (data_dir / "demo.json").exists() and policy.exists() else None,
-    )
-
-
-def _fail(exc: BlindstoreError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc.message}")
-    return typer.Exit(code=2)
-
-
-def _fail_group(group: BaseExceptionGroup[BaseException]) -> typer.Exit:
-    """`_fail` for a BlindstoreError that task groups wrapped in ExceptionGroups; else re-raise."""
-    lone: BaseException = group
-    while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
-        lone = lone.exceptions[0]
-    if not isinstance(lone, BlindstoreError):
-        raise group
-    return _fail(lone)
+# Tests and older callers import these from here.
+__all__ = ["DEFAULT_DATA_DIR", "app", "dev_settings", "main", "resolve_settings"]
 
 
 # ---------------------------------------------------------------------------- dev, serve
@@ -147,14 +79,10 @@ def dev(
     """Start OpenBao and the gateway on local disk with two demo tenants; print credentials."""
     from blindstore.cli import devrun
 
-    try:
+    with reported_failures():
         devrun.run_dev(
             data_dir, host=host, port=port, vault_port=vault_port or None, console=console
         )
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
 
 
 @app.command()
@@ -171,12 +99,8 @@ def demo(
     """OpenBao, four provider stand-ins and the gateway routing by the demo policy."""
     from blindstore.cli import demorun
 
-    try:
+    with reported_failures():
         demorun.run_demo(data_dir, policy_file=policy, host=host, port=port, console=console)
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
 
 
 @app.command()
@@ -185,10 +109,8 @@ def serve(config: Annotated[Path, typer.Option(help="Settings file (YAML).")]) -
     from blindstore import runtime
     from blindstore.logs import configure_logging
 
-    try:
+    with reported_failures():
         settings = config_module.load(config)
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
     configure_logging(settings.log_level)
 
     def ready(_gateway: object, bound_port: int) -> None:
@@ -213,12 +135,7 @@ def tenants_create(name: str, data_dir: DataDirOption = None, config: ConfigOpti
                     gateway.catalog, gateway.keys, name, key_prefix=settings.vault.key_prefix
                 )
 
-    try:
-        created = anyio.run(main)
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
+    created = run_job(main)
     console.print_json(
         data={
             "tenant": created.tenant.name,
@@ -246,10 +163,7 @@ def tenants_list(data_dir: DataDirOption = None, config: ConfigOption = None) ->
         finally:
             await catalog.close()
 
-    try:
-        console.print_json(data=anyio.run(main))
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
+    console.print_json(data=run_job(main))
 
 
 # ---------------------------------------------------------------------------- maintenance
@@ -283,12 +197,7 @@ def gc(
             await record_job(gateway.catalog, "gc", detail={"dry_run": dry_run, **counts})
         return counts
 
-    try:
-        console.print_json(data=anyio.run(main))
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
+    console.print_json(data=run_job(main))
 
 
 @app.command()
@@ -307,12 +216,7 @@ def repair(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
             await record_job(gateway.catalog, "repair", detail=counts)
         return counts
 
-    try:
-        console.print_json(data=anyio.run(main))
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
+    console.print_json(data=run_job(main))
 
 
 app.command("transparency")(transparency)

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from blindstore.cli.common import resolve_settings
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.errors import ConfigError
 from blindstore.policy import Policy, load_file
@@ -29,8 +30,6 @@ def policy_of(policy: Path | None, data_dir: Path | None, config: Path | None) -
         if data_dir is not None or config is not None:
             raise ConfigError("give --policy, or --data-dir/--config, not both")
         return load_file(policy)
-    from blindstore.cli.main import resolve_settings
-
     settings = resolve_settings(data_dir, config)
     if settings.placement.policy is None:
         raise ConfigError(

@@ -12,12 +12,12 @@ import os
 import time
 from typing import Annotated
 
-import anyio
 import typer
 from rich.console import Console
 
+from blindstore.cli.common import resolve_settings, run_job
 from blindstore.cli.options import ConfigOption, DataDirOption
-from blindstore.errors import BlindstoreError, InvalidArgument
+from blindstore.errors import InvalidArgument
 from blindstore.provenance import format_retention, parse_retention
 
 retention_app = typer.Typer(
@@ -62,7 +62,6 @@ def enforce(
     """Delete every object whose retention date is before now (catalog row, then its blobs on
     every replica), each deletion audited; --dry-run only lists them."""
     from blindstore import runtime
-    from blindstore.cli.main import _fail, _fail_group, resolve_settings
     from blindstore.keys.justification import job, justified
     from blindstore.retention import ExpiredObject, RetentionReport, enforce_retention
 
@@ -115,12 +114,7 @@ def enforce(
                     keep_objects=False,
                 )
 
-    try:
-        report = anyio.run(main)
-    except BlindstoreError as exc:
-        raise _fail(exc) from exc
-    except BaseExceptionGroup as group:
-        raise _fail_group(group) from group
+    report = run_job(main)
     typer.echo(
         ("\n" if not first else "") + "  ],\n" + f'  "totals": {_dumps(report.totals())}\n}}'
     )

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import anyio
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from blindstore.cli.common import resolve_settings, run_job
 from blindstore.cli.options import ConfigOption, DataDirOption
-from blindstore.errors import BlindstoreError
 from blindstore.policy import HdsActivity, format_size
 from blindstore.transparency import (
     BackendFacts,
@@ -27,7 +26,6 @@ from blindstore.transparency import (
 )
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def transparency(
@@ -52,7 +50,6 @@ def transparency(
 
     async def main() -> TransparencyRecord | Summary:
         from blindstore import runtime
-        from blindstore.cli.main import resolve_settings
         from blindstore.policy import load_file
 
         settings = resolve_settings(data_dir, config)
@@ -69,11 +66,7 @@ def transparency(
         finally:
             await catalog.close()
 
-    try:
-        result = anyio.run(main)
-    except BlindstoreError as exc:
-        err_console.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from exc
+    result = run_job(main)
     if fmt == "json":
         typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
     elif isinstance(result, TransparencyRecord):
