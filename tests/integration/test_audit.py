@@ -199,6 +199,37 @@ def test_a_failing_audit_write_fails_the_request(agw: RunningGateway, bucket: st
         db.close()
     assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == body
     assert _admin_call(agw, "/-/health", token=None) == 200
+    # The refused PUT's row and record were one transaction: neither exists.
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket=bucket, Key="refused")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_write_commits_its_record_with_its_row_once(agw: RunningGateway, bucket: str) -> None:
+    s3 = agw.client("demo")
+    s3.put_object(Bucket=bucket, Key="once", Body=b"x")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="parts", UploadId=upload, PartNumber=1, Body=b"y")
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="parts",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    s3.copy_object(Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "once"})
+
+    for key, operation in (
+        ("once", "PutObject"),
+        ("parts", "CompleteMultipartUpload"),
+        ("copied", "CopyObject"),
+    ):
+        row = agw.run(agw.gateway.catalog.get_object(bucket, key))
+        assert row is not None
+        found = records(agw, AuditFilter(bucket=bucket, key=key, operation=operation))
+        assert [(r.event.result, r.event.object_id, r.event.version) for r in found] == [
+            ("200", row.object_id, row.etag)
+        ]
+        assert found[0].event.principal == agw.tenants["demo"].access_key
 
 
 def test_a_refused_get_sends_no_object_bytes(agw: RunningGateway, bucket: str) -> None:

@@ -57,6 +57,9 @@ class RecordingSink:
             raise ServiceUnavailable()
         self.events.append(event)
 
+    def committed_elsewhere(self, count: int) -> None:
+        """Nothing to count: this sink signs no checkpoints."""
+
 
 class World:
     def __init__(self) -> None:

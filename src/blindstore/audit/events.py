@@ -45,6 +45,11 @@ class AuditSink(Protocol):
         """Append durably; raise ``ServiceUnavailable`` if it cannot (the action then fails)."""
         ...
 
+    def committed_elsewhere(self, count: int) -> None:
+        """``count`` records were committed by another transaction (a write's, with its row):
+        they count towards the next checkpoint."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AuditFilter:

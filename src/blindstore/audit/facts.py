@@ -3,16 +3,20 @@
 The S3 plane opens a fresh ``AuditFacts`` per request (``collecting``); the gateway notes the
 object row or upload it worked on (``note``) without any signature changing: handlers and the
 gateway stay unaware of auditing, and code outside a request (CLI jobs, tests) notes nothing.
-The facts object is shared by reference, so notes made in child tasks land too.
+The facts object is shared by reference, so notes made in child tasks land too. A write that
+creates an object commits its request's record in the same transaction as the row
+(``write_event``): the object exists if and only if its record does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
+
+from blindstore.audit.events import AuditEvent
 
 
 class _Stored(Protocol):
@@ -36,6 +40,11 @@ class AuditFacts:
     backends: tuple[str, ...] = ()
     key_name: str | None = None
     key_version: int | None = None
+    #: Builds this request's record as a success (set by the S3 plane when it audits), so that
+    #: a write can commit its record in the same catalog transaction as its row.
+    success_event: Callable[[], AuditEvent] | None = None
+    #: The record was committed together with the write: the S3 plane appends nothing more.
+    recorded: bool = False
 
 
 _current: ContextVar[AuditFacts | None] = ContextVar("blindstore_audit_facts", default=None)
@@ -62,3 +71,20 @@ def note(stored: _Stored) -> None:
     facts.backends = tuple(stored.backends)
     facts.key_name = stored.key_name
     facts.key_version = stored.key_version
+
+
+def write_event(stored: _Stored) -> AuditEvent | None:
+    """The current request's record for the successful write of ``stored``, to commit with its
+    row (then call ``recorded``); None outside an audited request."""
+    facts = _current.get()
+    if facts is None or facts.success_event is None:
+        return None
+    note(stored)
+    return facts.success_event()
+
+
+def recorded() -> None:
+    """The record ``write_event`` built is committed: the request is on the audit trail."""
+    facts = _current.get()
+    if facts is not None:
+        facts.recorded = True

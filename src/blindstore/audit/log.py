@@ -139,8 +139,12 @@ class CatalogAuditLog:
 
     def _committed(self, records: list[AuditRecord]) -> None:
         self.stats.appends += 1
-        self.stats.records += len(records)
-        self._since_checkpoint += len(records)
+        self.committed_elsewhere(len(records))
+
+    def committed_elsewhere(self, count: int) -> None:
+        """Count records committed (here, or with a write's row) towards the next checkpoint."""
+        self.stats.records += count
+        self._since_checkpoint += count
         if self._since_checkpoint >= self._every:
             self._checkpoint_due.set()
 

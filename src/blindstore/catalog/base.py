@@ -270,9 +270,15 @@ class Catalog(Protocol):
 
     # objects
     async def put_object(
-        self, record: ObjectRecord, *, if_match: str | None = None, if_none_match: bool = False
+        self,
+        record: ObjectRecord,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        audit: AuditEvent | None = None,
     ) -> ObjectRecord | None:
-        """Commit a row, atomically replacing any row with the same (bucket, key).
+        """Commit a row, atomically replacing any row with the same (bucket, key); ``audit``
+        (the write's record) is appended to the audit chain in the same transaction.
 
         ``if_none_match``: fail with PreconditionFailed if a row exists. ``if_match``: the current
         row's etag must equal it (PreconditionFailed otherwise, NoSuchKey if there is no row).
@@ -333,8 +339,10 @@ class Catalog(Protocol):
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
+        audit: AuditEvent | None = None,
     ) -> tuple[ObjectRecord | None, list[UploadPart]]:
-        """In one transaction: remove the upload and its parts, commit ``record``.
+        """In one transaction: remove the upload and its parts, commit ``record`` (and append
+        ``audit`` to the audit chain).
 
         Returns (replaced object row or None, parts not used by ``record``). Raises NoSuchUpload
         if the upload is gone; preconditions as in ``put_object``.

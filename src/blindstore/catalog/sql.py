@@ -42,6 +42,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.elements import TextClause
 
+from blindstore.audit.events import AuditEvent
 from blindstore.catalog import migrate
 from blindstore.catalog.base import (
     AccessKey,
@@ -85,7 +86,7 @@ from blindstore.catalog.schema import (
     uploads,
 )
 from blindstore.catalog.sql_admin import AdminQueries
-from blindstore.catalog.sql_audit import AuditQueries
+from blindstore.catalog.sql_audit import AuditQueries, append_events
 from blindstore.catalog.sql_keys import KeyLifecycleQueries
 from blindstore.catalog.sql_reports import ReportQueries
 from blindstore.errors import (
@@ -309,13 +310,27 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
     # -- objects ----------------------------------------------------------------------------
 
     async def put_object(
-        self, record: ObjectRecord, *, if_match: str | None = None, if_none_match: bool = False
+        self,
+        record: ObjectRecord,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        audit: AuditEvent | None = None,
     ) -> ObjectRecord | None:
         """Commit a row, replacing any with the same (bucket, key); return the replaced row.
 
         Raises NoSuchBucket, and for the conditions PreconditionFailed or NoSuchKey.
+        ``audit``: appended to the audit chain in the same transaction.
         """
-        work = partial(self._write_object, record, if_match=if_match, if_none_match=if_none_match)
+
+        def work(conn: Connection) -> ObjectRecord | None:
+            replaced = self._write_object(
+                record, conn, if_match=if_match, if_none_match=if_none_match
+            )
+            if audit is not None:
+                append_events(conn, [audit])
+            return replaced
+
         return await self._run(_WRITE, work)
 
     def _write_object(
@@ -556,8 +571,10 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
+        audit: AuditEvent | None = None,
     ) -> tuple[ObjectRecord | None, list[UploadPart]]:
-        """Remove the upload and its parts and commit ``record``, in one transaction.
+        """Remove the upload and its parts and commit ``record`` (and ``audit``, appended to
+        the audit chain), in one transaction.
 
         Returns the replaced row (or None) and the parts ``record`` does not use. Raises
         NoSuchUpload, and PreconditionFailed/NoSuchKey as ``put_object`` (the upload then stays).
@@ -582,6 +599,8 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
                 (part for part in parts if part.blob not in used),
                 key=lambda part: part.part_number,
             )
+            if audit is not None:
+                append_events(conn, [audit])
             return replaced, unused
 
         return await self._run(_WRITE, work)

@@ -40,21 +40,9 @@ class AuditQueries:
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         batch = list(events)
-
-        def work(conn: Connection) -> list[AuditRecord]:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-            head = conn.execute(
-                select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-            ).first()
-            records = chain(batch, after_seq=head[0], prev_hash=head[1]) if head else chain(batch)
-            if records:
-                conn.execute(audit_log.insert(), [_values(r) for r in records])
-            return records
-
         if not batch:
             return []
-        return await self._write(work)
+        return await self._write(lambda conn: append_events(conn, batch))
 
     async def audit_records(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
         def work(conn: Connection) -> list[AuditRecord]:
@@ -249,3 +237,19 @@ def _json_object(raw: str) -> dict[str, Any]:
     except ValueError:
         return {"<unreadable>": raw}
     return value if isinstance(value, dict) else {"<unreadable>": raw}
+
+
+def append_events(conn: Connection, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+    """Chain ``events`` after the log's head and insert them, inside the caller's write
+    transaction (an object's row and its record commit together)."""
+    if conn.dialect.name == "postgresql":
+        # Taken last in every transaction that holds it: no lock-order cycle with row locks.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+    head = conn.execute(
+        select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+    ).first()
+    batch = list(events)
+    records = chain(batch, after_seq=head[0], prev_hash=head[1]) if head else chain(batch)
+    if records:
+        conn.execute(audit_log.insert(), [_values(r) for r in records])
+    return records

@@ -227,10 +227,14 @@ class Multipart(Writes):
         record = replace(
             record, row_mac=crypto.row_mac(dek, record.object_id, canonical_row(record))
         )
+        event = audit_facts.write_event(record)
         replaced, unused = await self.catalog.complete_upload(
-            upload_id, record, if_match=if_match, if_none_match=if_none_match
+            upload_id, record, if_match=if_match, if_none_match=if_none_match, audit=event
         )
-        audit_facts.note(record)
+        if event is not None:
+            audit_facts.recorded()
+            if self.audit is not None:
+                self.audit.committed_elsewhere(1)
         for part in unused:
             await self._delete_copies(part.backends, upload.container, part.blob)
         if replaced is not None:

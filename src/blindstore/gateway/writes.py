@@ -117,14 +117,18 @@ class Writes(GatewayBase):
         record = replace(
             record, row_mac=crypto.row_mac(dek, record.object_id, canonical_row(record))
         )
+        event = audit_facts.write_event(record)
         try:
             replaced = await self.catalog.put_object(
-                record, if_match=if_match, if_none_match=if_none_match
+                record, if_match=if_match, if_none_match=if_none_match, audit=event
             )
         except BaseException:
             await self._discard(record)
             raise
-        audit_facts.note(record)
+        if event is not None:
+            audit_facts.recorded()
+            if self.audit is not None:
+                self.audit.committed_elsewhere(1)
         if replaced is not None:
             await self._discard(replaced)
         # A read soon after a write (very common) then needs no Vault round trip.

@@ -15,6 +15,7 @@ import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, cast
 
 import structlog
@@ -191,6 +192,8 @@ class S3App:
             )
             handler = route(request)
             handler_name = handler.__name__
+            if handler is handlers.put_object and "x-amz-copy-source" in request.headers:
+                handler_name = "copy_object"  # one route, two S3 operations
             auth = await self.auth.authenticate(request)
             principal = auth.principal
             # Every Transit call made for this request, body streaming included, says why.
@@ -202,6 +205,20 @@ class S3App:
                     request=request_id,
                 )
             )
+            if self.gateway.audit is not None:
+                # A write that creates an object commits this record with its row.
+                facts.success_event = partial(
+                    self._audit_event,
+                    scope,
+                    request,
+                    principal,
+                    handler_name,
+                    request_id,
+                    _SUCCESS,
+                    None,
+                    tracked,
+                    facts,
+                )
             if request.bucket and handler is not handlers.create_bucket:
                 _check_bucket_syntax(request.bucket)
             ctx = handlers.Context(
@@ -224,7 +241,8 @@ class S3App:
         event = self._audit_event(
             scope, request, principal, handler_name, request_id, response, failure, tracked, facts
         )
-        if self.gateway.audit is not None:
+        already_recorded = facts.recorded and failure is None and response.status < 300
+        if self.gateway.audit is not None and not already_recorded:
             # Part of the request: nothing is sent (no status line, no data) until the record is
             # committed; if it cannot be, the client gets 503 instead of the response.
             try:
@@ -459,6 +477,10 @@ class S3App:
 def _operation_name(handler_name: str) -> str:
     """The S3 operation of a handler: ``get_object`` → ``GetObject``."""
     return "".join(word.capitalize() for word in handler_name.split("_"))
+
+
+#: The response a write's record is built with when it commits together with its row.
+_SUCCESS = Response(status=200)
 
 
 def _content_length(response: Response) -> int:
