@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import structlog
 
-from blindstore import crypto
 from blindstore.audit import facts as audit_facts
 from blindstore.backends.base import Backend
 from blindstore.catalog.base import ObjectRecord, StoredPart, Upload, UploadPage, UploadPart
@@ -28,7 +26,6 @@ from blindstore.gateway.records import (
     BodyCheck,
     Principal,
     WriteMeta,
-    canonical_row,
     multipart_etag,
 )
 from blindstore.gateway.writes import Writes
@@ -224,30 +221,14 @@ class Multipart(Writes):
             provenance=upload.provenance,
             retention_until=upload.retention_until,
         )
-        record = replace(
-            record, row_mac=crypto.row_mac(dek, record.object_id, canonical_row(record))
-        )
+        record = self._authenticated(record, dek)
         event = audit_facts.write_event(record)
         replaced, unused = await self.catalog.complete_upload(
             upload_id, record, if_match=if_match, if_none_match=if_none_match, audit=event
         )
-        if event is not None:
-            audit_facts.recorded()
-            if self.audit is not None:
-                self.audit.committed_elsewhere(1)
         for part in unused:
             await self._delete_copies(part.backends, upload.container, part.blob)
-        if replaced is not None:
-            await self._discard(replaced)
-        # As after a PUT; bucket-key mode also counts the size, unknown when the DEK was issued.
-        self.keys.remember(
-            record.key_name,
-            record.tenant_id,
-            record.object_id,
-            record.wrapped_dek,
-            dek,
-            size=record.size,
-        )
+        await self._committed(record, dek, replaced, event)
         return record
 
     async def abort_upload(

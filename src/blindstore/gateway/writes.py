@@ -14,6 +14,7 @@ import structlog
 
 from blindstore import crypto
 from blindstore.audit import facts as audit_facts
+from blindstore.audit.events import AuditEvent
 from blindstore.backends.base import Backend
 from blindstore.backends.ids import new_blob_id
 from blindstore.catalog.base import ObjectRecord, StoredPart, SubjectKey, Tenant
@@ -114,9 +115,7 @@ class Writes(GatewayBase):
     async def _commit(
         self, record: ObjectRecord, dek: bytes, if_match: str | None, if_none_match: bool
     ) -> ObjectRecord:
-        record = replace(
-            record, row_mac=crypto.row_mac(dek, record.object_id, canonical_row(record))
-        )
+        record = self._authenticated(record, dek)
         event = audit_facts.write_event(record)
         try:
             replaced = await self.catalog.put_object(
@@ -125,13 +124,31 @@ class Writes(GatewayBase):
         except BaseException:
             await self._discard(record)
             raise
+        await self._committed(record, dek, replaced, event)
+        return record
+
+    @staticmethod
+    def _authenticated(record: ObjectRecord, dek: bytes) -> ObjectRecord:
+        """The row with its MAC (keyed from the DEK), ready to commit."""
+        return replace(record, row_mac=crypto.row_mac(dek, record.object_id, canonical_row(record)))
+
+    async def _committed(
+        self,
+        record: ObjectRecord,
+        dek: bytes,
+        replaced: ObjectRecord | None,
+        event: AuditEvent | None,
+    ) -> None:
+        """After an object's row (and its audit record, ``event``) committed: count the record
+        towards the next checkpoint, drop what it replaced, keep its DEK for the next read."""
         if event is not None:
             audit_facts.recorded()
             if self.audit is not None:
                 self.audit.committed_elsewhere(1)
         if replaced is not None:
             await self._discard(replaced)
-        # A read soon after a write (very common) then needs no Vault round trip.
+        # A read soon after a write (very common) then needs no Vault round trip; bucket-key
+        # mode also counts the size (unknown for a multipart object when its DEK was issued).
         self.keys.remember(
             record.key_name,
             record.tenant_id,
@@ -140,7 +157,6 @@ class Writes(GatewayBase):
             dek,
             size=record.size,
         )
-        return record
 
     def _place(
         self,

@@ -312,8 +312,6 @@ async def delete_objects(ctx: Context) -> Response:
 
 
 async def put_object(ctx: Context) -> Response:
-    if "x-amz-copy-source" in ctx.request.headers:
-        return await copy_object(ctx)
     validate.check_key(ctx.key)
     meta = _write_meta(ctx)
     if_match, if_none_match = _write_conditions(ctx)

@@ -142,6 +142,8 @@ def route(request: S3Request) -> Handler:
         raise MethodNotAllowed(
             Method=request.method, ResourceType="OBJECT" if request.key else "BUCKET"
         )
+    if handler is handlers.put_object and "x-amz-copy-source" in request.headers:
+        return handlers.copy_object  # CopyObject: a PUT that names its source
     return handler
 
 
@@ -192,8 +194,6 @@ class S3App:
             )
             handler = route(request)
             handler_name = handler.__name__
-            if handler is handlers.put_object and "x-amz-copy-source" in request.headers:
-                handler_name = "copy_object"  # one route, two S3 operations
             auth = await self.auth.authenticate(request)
             principal = auth.principal
             # Every Transit call made for this request, body streaming included, says why.

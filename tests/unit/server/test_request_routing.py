@@ -114,3 +114,14 @@ def test_writing_to_the_service_root_is_not_allowed() -> None:
     req = parse_scope(scope("PUT", "/"), virtual_host_domains=DOMAINS, max_header_bytes=8192)
     with pytest.raises(MethodNotAllowed):
         route(req)
+
+
+def test_a_put_naming_a_copy_source_routes_to_copy_object() -> None:
+    headers = [(b"x-amz-copy-source", b"/b/src")]
+    copy = parse_scope(
+        scope("PUT", "/b/k", headers=headers), virtual_host_domains=DOMAINS, max_header_bytes=8192
+    )
+    plain = parse_scope(scope("PUT", "/b/k"), virtual_host_domains=DOMAINS, max_header_bytes=8192)
+
+    assert route(copy) is handlers.copy_object
+    assert route(plain) is handlers.put_object
