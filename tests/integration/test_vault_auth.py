@@ -30,7 +30,7 @@ from blindstore import runtime
 from blindstore.config import Settings
 from blindstore.devtools.openbao import OpenBaoServer, free_port, start_openbao
 from blindstore.errors import ConfigError, KeyServiceError
-from tests.gwserver import start_gateway
+from tests.gwserver import RunningGateway, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -122,27 +122,40 @@ def _audit_requests(openbao: OpenBaoServer, path: str) -> int:
 # AppRole
 
 
+def _approle_gateway(
+    openbao: OpenBaoServer,
+    tmp_path: Path,
+    mount: str,
+    role_id: str,
+    secret_file: Path,
+    *,
+    keys: dict[str, object] | None = None,
+) -> RunningGateway:
+    """A gateway logging in with AppRole (``secret_file`` holds the secret id)."""
+    auth = {
+        "method": "approle",
+        "mount": mount,
+        "role_id": role_id,
+        "secret_id_file": str(secret_file),
+    }
+    overrides: dict[str, dict[str, object]] = {"vault": {"auth": auth}}
+    if keys is not None:
+        overrides["keys"] = keys
+    return start_gateway(
+        tmp_path / "gw",
+        vault_addr=openbao.addr,
+        vault_token="unused",
+        tenants=("demo",),
+        overrides=overrides,
+    )
+
+
 def test_gateway_logs_in_with_approle_and_wraps_and_unwraps(
     openbao: OpenBaoServer, policy: str, tmp_path: Path
 ) -> None:
     mount, role, role_id = _approle(openbao, policy)
     secret_file = _write(tmp_path / "secret-id", _secret_id(openbao, mount, role))
-    running = start_gateway(
-        tmp_path / "gw",
-        vault_addr=openbao.addr,
-        vault_token="unused",
-        tenants=("demo",),
-        overrides={
-            "vault": {
-                "auth": {
-                    "method": "approle",
-                    "mount": mount,
-                    "role_id": role_id,
-                    "secret_id_file": str(secret_file),
-                }
-            }
-        },
-    )
+    running = _approle_gateway(openbao, tmp_path, mount, role_id, secret_file)
     try:
         _roundtrip(running)
     finally:
@@ -209,24 +222,15 @@ def test_gateway_renews_its_token_and_logs_in_again_after_max_ttl(
     keep succeeding for 9 s, well past the first token's end."""
     mount, role, role_id = _approle(openbao, policy, token_ttl="3s", token_max_ttl="6s")
     secret_file = _write(tmp_path / "secret-id", _secret_id(openbao, mount, role))
-    running = start_gateway(
-        tmp_path / "gw",
-        vault_addr=openbao.addr,
-        vault_token="unused",
-        tenants=("demo",),
-        overrides={
-            "vault": {
-                "auth": {
-                    "method": "approle",
-                    "mount": mount,
-                    "role_id": role_id,
-                    "secret_id_file": str(secret_file),
-                }
-            },
-            # Every GET unwraps at Transit and every PUT refills the pool: each one needs a
-            # live token.
-            "keys": {"pool_size": 1, "cache_ttl_seconds": 0},
-        },
+    # Every GET unwraps at Transit and every PUT refills the pool: each one needs a
+    # live token.
+    running = _approle_gateway(
+        openbao,
+        tmp_path,
+        mount,
+        role_id,
+        secret_file,
+        keys={"pool_size": 1, "cache_ttl_seconds": 0},
     )
     try:
         deadline = time.monotonic() + 9.0
@@ -244,22 +248,13 @@ def test_transit_call_with_a_revoked_token_logs_in_again_and_succeeds(
 ) -> None:
     mount, role, role_id = _approle(openbao, policy)
     secret_file = _write(tmp_path / "secret-id", _secret_id(openbao, mount, role))
-    running = start_gateway(
-        tmp_path / "gw",
-        vault_addr=openbao.addr,
-        vault_token="unused",
-        tenants=("demo",),
-        overrides={
-            "vault": {
-                "auth": {
-                    "method": "approle",
-                    "mount": mount,
-                    "role_id": role_id,
-                    "secret_id_file": str(secret_file),
-                }
-            },
-            "keys": {"pool_size": 1, "cache_ttl_seconds": 0},
-        },
+    running = _approle_gateway(
+        openbao,
+        tmp_path,
+        mount,
+        role_id,
+        secret_file,
+        keys={"pool_size": 1, "cache_ttl_seconds": 0},
     )
     try:
         _roundtrip(running)
