@@ -60,10 +60,17 @@ def write_orphan(gw: RunningGateway, tenant: str = "demo") -> Path:
 
 def crash_before_commit(gw: RunningGateway, key: str) -> Path:
     """Store an object, then drop its catalog row but not its blob: the state a crash between
-    the blob write and the catalog commit leaves."""
+    the blob write and the catalog commit leaves (no row, no deferred deletion)."""
     gw.client("demo").put_object(Bucket=BUCKET, Key=key, Body=os.urandom(20_000))
     path = blobs.blob_path(gw, BUCKET, key)
-    assert gw.run(gw.gateway.catalog.delete_object(BUCKET, key)) is not None
+    catalog = gw.gateway.catalog
+    assert gw.run(catalog.delete_object(BUCKET, key)) is not None
+    recorded = gw.run(catalog.due_deletions(time.time() + 10 * 365 * 86400, limit=10_000))
+    gw.run(
+        catalog.finish_deletions(
+            [d for d in recorded if gw.blob_dir / d.container / d.blob == path]
+        )
+    )
     assert path.is_file()
     return path
 
@@ -147,14 +154,34 @@ def test_gc_dry_run_reports_orphans_and_deletes_nothing(gc_gw: RunningGateway) -
 
     report = gc(gc_gw, grace_seconds=0, dry_run=True)
 
-    assert (report.orphans, report.deleted, report.temp_files_removed) == (1, 0, 0)
+    # The stale temporary file is reported, not removed.
+    assert (report.orphans, report.deleted) == (1, 0)
+    assert (report.temp_files, report.temp_files_removed) == (1, 0)
     assert blobs.blob_files(gc_gw) == before
+    assert stale_temp.is_file()
 
     report = gc(gc_gw, grace_seconds=0)
 
-    assert (report.orphans, report.deleted, report.temp_files_removed) == (1, 1, 1)
+    assert (report.orphans, report.deleted) == (1, 1)
+    assert (report.temp_files, report.temp_files_removed) == (1, 1)
     assert not orphan.exists()
     assert not stale_temp.exists()
+
+
+def test_gc_keeps_and_reports_temporary_files_younger_than_the_grace_period(
+    gc_gw: RunningGateway,
+) -> None:
+    """A PUT in flight writes to a temporary file: the grace period protects it too."""
+    orphan = write_orphan(gc_gw)
+    young_temp = orphan.with_name(".tmp-" + orphan.name + "-fedcba9876543210")
+    young_temp.write_bytes(b"a blob being written")
+
+    report = gc(gc_gw, grace_seconds=3600, dry_run=True)
+    assert (report.temp_files, report.temp_files_removed) == (0, 0)
+    report = gc(gc_gw, grace_seconds=3600)
+
+    assert (report.temp_files, report.temp_files_removed) == (0, 0)
+    assert young_temp.is_file()
 
 
 def _run_cli(*args: str) -> dict[str, int]:
