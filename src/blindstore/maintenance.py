@@ -37,6 +37,7 @@ async def delete_due_blobs(
     retry_seconds: float,
     failed_retry_seconds: float,
     referenced: Mapping[str, set[tuple[str, str]]] | None = None,
+    now: float | None = None,
     batch: int = 500,
 ) -> DeferredReport:
     """Delete the blobs of replaced and deleted rows whose delay has passed.
@@ -45,9 +46,12 @@ async def delete_due_blobs(
     this process still streams is postponed by ``retry_seconds``, one whose backend is unknown
     here or fails by ``failed_retry_seconds``. ``referenced`` (per backend, from a catalog scan
     taken earlier): blobs never to delete, should a row point at one (``blindstore gc``).
+    ``now``: the time deletions are due by (default: the gateway's clock).
     """
     report = DeferredReport()
-    while due := await gateway.catalog.due_deletions(gateway.clock(), limit=batch):
+    while due := await gateway.catalog.due_deletions(
+        gateway.clock() if now is None else now, limit=batch
+    ):
         done: list[DeferredDelete] = []
         leased: list[DeferredDelete] = []
         failed: list[DeferredDelete] = []
@@ -131,7 +135,11 @@ async def collect_garbage(
         report.deferred_due = len(await gateway.catalog.due_deletions(clock(), limit=1 << 62))
     else:
         done = await delete_due_blobs(
-            gateway, retry_seconds=0.0, failed_retry_seconds=0.0, referenced=referenced
+            gateway,
+            retry_seconds=0.0,
+            failed_retry_seconds=0.0,
+            referenced=referenced,
+            now=clock(),
         )
         report.deferred_due = done.deleted + done.leased + done.failed + done.referenced
         report.deferred_deleted = done.deleted

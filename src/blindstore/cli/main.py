@@ -176,9 +176,12 @@ def gc(
     grace: Annotated[
         float, typer.Option(help="Only blobs older than this many seconds are removed.")
     ] = 3600.0,
-    dry_run: Annotated[bool, typer.Option(help="Report orphans without deleting.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Report orphans, due deletions and temporary files; delete none.")
+    ] = False,
 ) -> None:
-    """Delete orphan blobs (written but never committed to the catalog)."""
+    """Delete orphan blobs (written but never committed to the catalog), the blobs of replaced
+    and deleted objects whose delete delay has passed, and stale temporary files."""
     from blindstore import runtime
     from blindstore.cli.audit import record_job
     from blindstore.maintenance import collect_garbage
