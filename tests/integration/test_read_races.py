@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from botocore.exceptions import ClientError, IncompleteReadError, ResponseStream
 
 from blindstore.devtools.openbao import OpenBaoServer
 from tests.gwserver import RunningGateway, start_gateway
-from tests.integration import blobs
+from tests.integration import blobs, rawhttp
 
 BUCKET = "races"
 KEY = "contended"
@@ -178,3 +179,64 @@ def test_reads_racing_overwrites_and_deletes_always_get_one_whole_version(
         "the deferred deletion of every replaced blob",
     )
     assert race_gw.run(race_gw.gateway.catalog.deferred_blobs("local")) == set()
+
+
+def _upload_in_parts(s3: Any, key: str, pieces: list[bytes]) -> None:
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    parts = []
+    for number, piece in enumerate(pieces, 1):
+        made = s3.upload_part(
+            Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=number, Body=piece
+        )
+        parts.append({"PartNumber": number, "ETag": made["ETag"]})
+    s3.complete_multipart_upload(
+        Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    received = bytearray()
+    while len(received) < size:
+        piece = sock.recv(min(256 * 1024, size - len(received)))
+        if not piece:
+            break
+        received += piece
+    return bytes(received)
+
+
+def test_a_download_outlasting_the_delete_delay_is_not_cut_by_its_gateway(
+    race_gw: RunningGateway,
+) -> None:
+    """The second part's blob is opened only once the first is sent, long after the overwrite
+    made it due: the read's lease keeps it. (The client's small receive window holds the
+    gateway inside the first part, 10 MiB, more than the socket buffers take.)"""
+    s3 = race_gw.client("demo")
+    pieces = [os.urandom(10 * MiB), os.urandom(MiB)]
+    _upload_in_parts(s3, KEY, pieces)
+    request = rawhttp.sign(race_gw, "GET", rawhttp.object_path(BUCKET, KEY))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.settimeout(60)
+    try:
+        sock.connect(("127.0.0.1", race_gw.port))
+        sock.sendall(rawhttp.request_head(request))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 200")
+        s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"the next version")
+        # The old blobs are due; the deleter runs every tenth of the delay meanwhile.
+        time.sleep(DELETE_DELAY * 6)
+        old = blobs.record(race_gw, BUCKET, KEY)
+        assert old.size == len(b"the next version")
+
+        body = _read_exactly(sock, len(pieces[0]) + len(pieces[1]))
+    finally:
+        sock.close()
+
+    assert hashlib.sha256(body).digest() == hashlib.sha256(b"".join(pieces)).digest()
+    # Once the read is over, its blobs go at the deleter's next pass.
+    _wait_for(
+        lambda: blobs.blob_files(race_gw) == _live_blob_files(race_gw),
+        "the deferred deletion of the blobs the read released",
+    )
