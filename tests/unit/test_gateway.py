@@ -25,6 +25,7 @@ from blindstore.errors import (
     NoSuchKey,
     NotModified,
     PreconditionFailed,
+    ServiceUnavailable,
 )
 from blindstore.gateway import Gateway, Principal, WriteMeta, multipart_etag
 from blindstore.keys.memory import InMemoryKeyWrapper
@@ -274,6 +275,30 @@ def test_a_read_in_progress_outlasts_the_delay_and_its_blob_goes_once_it_is_done
         assert await _get(world, "k") == b"new"
 
     anyio.run(scenario)
+
+
+def test_a_deletion_cut_between_the_blob_and_its_record_is_completed_by_the_next_pass(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As after ``kill -9`` between the two steps: the blob is gone, its record is not."""
+    anyio.run(_put, world, "k", b"one")
+    anyio.run(_put, world, "k", b"two")
+    world.skew = DELETE_DELAY + 1
+
+    async def crash(*_args: object) -> None:
+        raise ServiceUnavailable()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.catalog, "finish_deletions", crash)
+        with pytest.raises(ServiceUnavailable):
+            anyio.run(world.delete_due)
+    assert len(world.backend._blobs) == 1
+    assert len(anyio.run(world.catalog.due_deletions, world.clock())) == 1
+
+    assert anyio.run(world.delete_due).deleted == 1  # deleting a missing blob is no error
+
+    assert anyio.run(world.catalog.due_deletions, world.clock() + 1e9) == []
+    assert anyio.run(_get, world, "k") == b"two"
 
 
 def test_a_body_closed_or_dropped_unread_releases_its_lease(world: World) -> None:
