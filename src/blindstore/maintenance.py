@@ -79,9 +79,9 @@ async def delete_due_blobs(
                 report.deleted += 1
                 done.append(item)
         await gateway.catalog.finish_deletions(done)
-        now = gateway.clock()
-        await gateway.catalog.postpone_deletions(leased, now + retry_seconds)
-        await gateway.catalog.postpone_deletions(failed, now + failed_retry_seconds)
+        postponed_from = gateway.clock()
+        await gateway.catalog.postpone_deletions(leased, postponed_from + retry_seconds)
+        await gateway.catalog.postpone_deletions(failed, postponed_from + failed_retry_seconds)
         report.leased += len(leased)
         report.failed += len(failed)
         if len(due) < batch or not done:

@@ -61,8 +61,10 @@ class World:
     def clock(self) -> float:
         return time.time() + self.skew
 
-    async def delete_due(self) -> DeferredReport:
-        return await delete_due_blobs(self.gateway, retry_seconds=1.0, failed_retry_seconds=1.0)
+    async def delete_due(self, batch: int = 500) -> DeferredReport:
+        return await delete_due_blobs(
+            self.gateway, retry_seconds=1.0, failed_retry_seconds=1.0, batch=batch
+        )
 
     async def setup(self) -> Principal:
         made = await provision.create_tenant(self.catalog, self.keys, "t")
@@ -245,7 +247,7 @@ def test_overwrite_and_delete_remove_the_old_blobs_once_their_delay_has_passed(
 
     world.skew = DELETE_DELAY + 1
 
-    assert anyio.run(world.delete_due).deleted == 2
+    assert anyio.run(lambda: world.delete_due(batch=1)).deleted == 2  # batch after batch
     assert len(world.backend._blobs) == 0
     assert anyio.run(world.catalog.due_deletions, world.clock() + 1e9) == []
 
