@@ -337,11 +337,20 @@ async def delete_deferred_blobs(gateway: Gateway, delay: float) -> AsyncIterator
         while True:
             await anyio.sleep(interval)
             try:
-                await delete_due_blobs(
+                done = await delete_due_blobs(
                     gateway, retry_seconds=interval, failed_retry_seconds=max(delay, interval)
                 )
             except BlindstoreError as exc:
                 log.warning("deferred_delete.failed", error=type(exc).__name__)
+                continue
+            except Exception as exc:
+                # A failing housekeeping task must not take the S3 plane down with it (a task
+                # group cancels its host): log the type only and try again at the next tick.
+                log.error("deferred_delete.crashed", error=type(exc).__name__)
+                continue
+            if done.deleted or done.failed:
+                # Counts only (no blob id): enough to see the deleter keep up.
+                log.info("deferred_delete.done", deleted=done.deleted, failed=done.failed)
 
     async with running(delete_forever):
         yield

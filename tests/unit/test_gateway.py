@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from blindstore import provision
 from blindstore.backends.memory import MemoryBackend
+from blindstore.catalog.base import DeferredDelete
 from blindstore.catalog.sql import SqlCatalog
 from blindstore.errors import (
     EntityTooSmall,
@@ -300,6 +301,37 @@ def test_a_deletion_cut_between_the_blob_and_its_record_is_completed_by_the_next
     assert anyio.run(world.delete_due).deleted == 1  # deleting a missing blob is no error
 
     assert anyio.run(world.catalog.due_deletions, world.clock() + 1e9) == []
+    assert anyio.run(_get, world, "k") == b"two"
+
+
+def test_the_background_deleter_outlives_a_failed_pass_and_deletes_due_blobs(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blindstore.runtime import delete_deferred_blobs
+
+    anyio.run(_put, world, "k", b"one")
+    anyio.run(_put, world, "k", b"two")
+    world.skew = DELETE_DELAY + 1
+    real = world.catalog.due_deletions
+    calls = 0
+
+    async def flaky(now: float, *, limit: int = 500) -> list[DeferredDelete]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug, or a foreign exception nobody translated")
+        return await real(now, limit=limit)
+
+    monkeypatch.setattr(world.catalog, "due_deletions", flaky)
+
+    async def scenario() -> None:
+        async with delete_deferred_blobs(world.gateway, 0.5):  # a pass every 0.05 s
+            with anyio.fail_after(10):
+                while len(world.backend._blobs) > 1:
+                    await anyio.sleep(0.02)
+
+    anyio.run(scenario)
+    assert calls >= 2
     assert anyio.run(_get, world, "k") == b"two"
 
 
