@@ -22,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 
 from blindstore.devtools.openbao import OpenBaoServer
+from tests.contract.postgres import fresh_database
 from tests.gwserver import RunningGateway, start_gateway
 from tests.integration import blobs, rawhttp
 
@@ -49,10 +50,14 @@ def race_gw(openbao: OpenBaoServer, tmp_path: Path) -> Iterator[RunningGateway]:
 
 
 class Race:
-    """Writers and readers on one key; what the readers saw."""
+    """Writers and readers on one key; what the readers saw. Readers go through ``gw``,
+    writers through ``writer_gw`` (default: the same gateway)."""
 
-    def __init__(self, gw: RunningGateway, size: int) -> None:
+    def __init__(
+        self, gw: RunningGateway, size: int, writer_gw: RunningGateway | None = None
+    ) -> None:
         self.gw = gw
+        self.writer_gw = writer_gw or gw
         self.size = size
         # A few distinct bodies: every PUT still stores a new blob under a new DEK.
         self.versions = [os.urandom(size) for _ in range(3)]
@@ -63,8 +68,8 @@ class Race:
         self.absent = 0
         self.failures: list[str] = []
 
-    def client(self) -> Any:
-        return self.gw.client("demo", read_timeout=60, max_pool_connections=2)
+    def client(self, gw: RunningGateway | None = None) -> Any:
+        return (gw or self.gw).client("demo", read_timeout=60, max_pool_connections=2)
 
     def fail(self, what: str) -> None:
         with self.lock:
@@ -89,7 +94,7 @@ class Race:
         )
 
     def writer(self, steps: list[Callable[[Any, int], None]]) -> None:
-        s3 = self.client()
+        s3 = self.client(self.writer_gw)
         n = 0
         while not self.stop.is_set():
             try:
@@ -128,7 +133,7 @@ class Race:
                 self.whole += 1
 
     def run(self, duration: float, *, slow_reader_pause: float) -> None:
-        self.put(self.client(), 0)
+        self.put(self.client(self.writer_gw), 0)
         threads = [
             threading.Thread(target=self.writer, args=([self.put],)),
             threading.Thread(
@@ -239,4 +244,50 @@ def test_a_download_outlasting_the_delete_delay_is_not_cut_by_its_gateway(
     _wait_for(
         lambda: blobs.blob_files(race_gw) == _live_blob_files(race_gw),
         "the deferred deletion of the blobs the read released",
+    )
+
+
+@pytest.fixture
+def two_gateways(openbao: OpenBaoServer, tmp_path: Path) -> Iterator[list[RunningGateway]]:
+    """Two gateways sharing one PostgreSQL catalog and one blob store, as a cluster runs."""
+    with fresh_database() as url:
+        shared = {"catalog": {"url": url}, "storage": {"delete_delay_seconds": 2.0}}
+        first = start_gateway(
+            tmp_path / "a", vault_addr=openbao.addr, vault_token=openbao.token, overrides=shared
+        )
+        started = [first]
+        try:
+            shared["storage"]["path"] = str(first.blob_dir)
+            second = start_gateway(
+                tmp_path / "b",
+                vault_addr=openbao.addr,
+                vault_token=openbao.token,
+                tenants=(),
+                overrides=shared,
+            )
+            started.append(second)
+            second.tenants.update(first.tenants)
+            first.client("demo").create_bucket(Bucket=BUCKET)
+            yield started
+        finally:
+            for gw in started:
+                gw.stop()
+
+
+def test_an_overwrite_through_another_gateway_never_cuts_a_read_within_the_delay(
+    two_gateways: list[RunningGateway],
+) -> None:
+    """Reads through one gateway, overwrites and deletes through the other: the deleting
+    gateway holds no lease on the other's reads, the delay protects them. Both deleters then
+    work on the same records, harmlessly."""
+    reading, writing = two_gateways
+    race = Race(reading, 6 * MiB, writer_gw=writing)
+
+    race.run(DURATION, slow_reader_pause=0.0)
+
+    assert race.failures == []
+    assert race.whole >= 8, f"too few reads to mean anything ({race.whole} whole)"
+    _wait_for(
+        lambda: blobs.blob_files(reading) == _live_blob_files(reading),
+        "the deferred deletion of every replaced blob",
     )
