@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from blindstore.catalog.base import DELETE_DELAY_SECONDS
 from blindstore.errors import ConfigError
 
 MiB = 1024 * 1024
@@ -168,6 +169,9 @@ class StorageSettings(_Frozen):
     name: str = Field("local", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     path: Path = Path(".blindstore/blobs")
     settings: dict[str, Any] = Field(default_factory=dict)
+    #: Seconds the blobs of an overwritten or deleted object are kept before deletion, so that
+    #: reads already streaming them (through any gateway sharing the catalog) finish whole.
+    delete_delay_seconds: float = Field(DELETE_DELAY_SECONDS, ge=0, le=7 * 86400)
 
 
 class PlacementSettings(_Frozen):

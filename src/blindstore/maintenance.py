@@ -1,15 +1,16 @@
-"""Housekeeping that needs the catalog and the backends together: orphan GC, replica repair."""
+"""Housekeeping that needs the catalog and the backends together: deferred deletion, orphan GC,
+replica repair."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
 
 from blindstore.backends.base import Backend
-from blindstore.catalog.base import ObjectRecord, StoredPart
+from blindstore.catalog.base import DeferredDelete, ObjectRecord, StoredPart
 from blindstore.errors import BlindstoreError, IntegrityError
 from blindstore.gateway import Gateway
 
@@ -17,13 +18,93 @@ log = structlog.get_logger("blindstore.maintenance")
 
 
 @dataclass(slots=True)
+class DeferredReport:
+    """What one pass over the due deferred deletions did."""
+
+    #: Blobs deleted from their backend (and forgotten by the catalog).
+    deleted: int = 0
+    #: Blobs still being read by this process: retried at the next pass.
+    leased: int = 0
+    #: Blobs on a backend this process does not know or that failed: retried after the delay.
+    failed: int = 0
+    #: Blobs a catalog row points at again (never deleted; only their record is dropped).
+    referenced: int = 0
+
+
+async def delete_due_blobs(
+    gateway: Gateway,
+    *,
+    retry_seconds: float,
+    failed_retry_seconds: float,
+    referenced: Mapping[str, set[tuple[str, str]]] | None = None,
+    now: float | None = None,
+    batch: int = 500,
+) -> DeferredReport:
+    """Delete the blobs of replaced and deleted rows whose delay has passed.
+
+    Blob first, record last: a crash in between repeats an idempotent delete. A blob a read of
+    this process still streams is postponed by ``retry_seconds``, one whose backend is unknown
+    here or fails by ``failed_retry_seconds``. ``referenced`` (per backend, from a catalog scan
+    taken earlier): blobs never to delete, should a row point at one (``blindstore gc``).
+    ``now``: the time deletions are due by (default: the gateway's clock).
+    """
+    report = DeferredReport()
+    while due := await gateway.catalog.due_deletions(
+        gateway.clock() if now is None else now, limit=batch
+    ):
+        done: list[DeferredDelete] = []
+        leased: list[DeferredDelete] = []
+        failed: list[DeferredDelete] = []
+        for item in due:
+            backend = gateway.backends.get(item.backend)
+            if referenced is not None and (item.container, item.blob) in referenced.get(
+                item.backend, set()
+            ):
+                report.referenced += 1
+                done.append(item)
+            elif gateway.leases.held(item.container, item.blob):
+                leased.append(item)
+            elif backend is None:
+                log.warning("deferred_delete_backend_unknown", backend=item.backend)
+                failed.append(item)
+            else:
+                try:
+                    await backend.delete(item.container, item.blob)
+                except BlindstoreError as exc:
+                    log.warning(
+                        "blob_delete_failed", backend=item.backend, error=type(exc).__name__
+                    )
+                    failed.append(item)
+                    continue
+                report.deleted += 1
+                done.append(item)
+        await gateway.catalog.finish_deletions(done)
+        postponed_from = gateway.clock()
+        await gateway.catalog.postpone_deletions(leased, postponed_from + retry_seconds)
+        await gateway.catalog.postpone_deletions(failed, postponed_from + failed_retry_seconds)
+        report.leased += len(leased)
+        report.failed += len(failed)
+        if len(due) < batch or not done:
+            # All due ones seen; or none could go, and those postponed by 0 s would come back.
+            break
+    return report
+
+
+@dataclass(slots=True)
 class GcReport:
     scanned: int = 0
     referenced: int = 0
+    #: Blobs of replaced or deleted rows still waiting for their deferred deletion (kept).
+    deferred: int = 0
     young: int = 0
     orphans: int = 0
     deleted: int = 0
     bytes_freed: int = 0
+    #: Deferred deletions that were due: deleted now (or, with ``--dry-run``, would be).
+    deferred_due: int = 0
+    deferred_deleted: int = 0
+    #: Temporary files of interrupted writes older than the grace period (local backends).
+    temp_files: int = 0
     temp_files_removed: int = 0
 
 
@@ -35,21 +116,42 @@ async def collect_garbage(
     clock: Callable[[], float] = time.time,
     progress: Callable[[GcReport], None] | None = None,
 ) -> GcReport:
-    """Delete blobs no catalog row or pending part points at, once older than the grace period.
+    """Delete due deferred deletions, then blobs no catalog row, pending part or deferred
+    deletion points at once older than the grace period, and stale temporary files.
 
     Blob first, row last means a crash leaves at worst such an orphan. The grace period protects
-    writes in flight: their blob exists before their row does.
+    writes in flight: their blob exists before their row does. The blobs of replaced or deleted
+    rows are never orphans: they wait for their deferred deletion (reads may be streaming them).
     """
     report = GcReport()
     cutoff = clock() - grace_seconds
     tenants = await gateway.catalog.list_tenants()
+    # References first, deferred deletions second: a row replaced in between is in the second.
+    referenced = {
+        backend.name: await gateway.catalog.referenced_blobs(backend.name)
+        for backend in gateway.backends.values()
+    }
+    if dry_run:
+        report.deferred_due = len(await gateway.catalog.due_deletions(clock(), limit=1 << 62))
+    else:
+        done = await delete_due_blobs(
+            gateway,
+            retry_seconds=0.0,
+            failed_retry_seconds=0.0,
+            referenced=referenced,
+            now=clock(),
+        )
+        report.deferred_due = done.deleted + done.leased + done.failed + done.referenced
+        report.deferred_deleted = done.deleted
     for backend in gateway.backends.values():
-        referenced = await gateway.catalog.referenced_blobs(backend.name)
+        deferred = await gateway.catalog.deferred_blobs(backend.name)
         for tenant in tenants:
             async for info in backend.list(tenant.container):
                 report.scanned += 1
-                if (info.container, info.blob) in referenced:
+                if (info.container, info.blob) in referenced[backend.name]:
                     report.referenced += 1
+                elif (info.container, info.blob) in deferred:
+                    report.deferred += 1
                 elif info.modified > cutoff:
                     report.young += 1
                 else:
@@ -60,10 +162,24 @@ async def collect_garbage(
                         report.bytes_freed += info.size
                 if progress is not None and report.scanned % 1000 == 0:
                     progress(report)
-        remove_stale_temp = getattr(backend, "remove_stale_temp", None)
-        if remove_stale_temp is not None and not dry_run:
-            report.temp_files_removed += await remove_stale_temp(cutoff)
+        await _collect_temp_files(backend, cutoff, dry_run, report)
     return report
+
+
+async def _collect_temp_files(
+    backend: Backend, cutoff: float, dry_run: bool, report: GcReport
+) -> None:
+    """Count (and unless ``dry_run`` remove) a backend's stale temporary files, if it has any."""
+    if dry_run:
+        list_stale_temp = getattr(backend, "list_stale_temp", None)
+        if list_stale_temp is not None:
+            report.temp_files += len(await list_stale_temp(cutoff))
+        return
+    remove_stale_temp = getattr(backend, "remove_stale_temp", None)
+    if remove_stale_temp is not None:
+        removed: int = await remove_stale_temp(cutoff)
+        report.temp_files += removed
+        report.temp_files_removed += removed
 
 
 @dataclass(slots=True)

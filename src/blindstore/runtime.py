@@ -27,7 +27,7 @@ from blindstore.config import (
     Settings,
     VaultSettings,
 )
-from blindstore.errors import ConfigError, ServiceUnavailable
+from blindstore.errors import BlindstoreError, ConfigError, ServiceUnavailable
 from blindstore.gateway import Gateway
 from blindstore.keys.bucketkeys import BucketKeyPolicy, StoredBucketKey
 from blindstore.keys.service import KeyService
@@ -81,7 +81,7 @@ def open_catalog(settings: Settings) -> SqlCatalog:
         from pathlib import Path
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return SqlCatalog(settings.catalog.url)
+    return SqlCatalog(settings.catalog.url, delete_delay=settings.storage.delete_delay_seconds)
 
 
 class CatalogBucketKeyStore:
@@ -239,6 +239,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             session,
             keys,
             watch_revocations(gateway, settings.keys.revocation_refresh_seconds),
+            delete_deferred_blobs(gateway, storage.delete_delay_seconds),
             audit if audit is not None else nullcontext(),
         ):
             yield gateway
@@ -308,6 +309,50 @@ async def watch_revocations(gateway: Gateway, interval: float) -> AsyncIterator[
                 log.warning("revocations.refresh_failed")
 
     async with running(refresh_forever):
+        yield
+
+
+def deletion_interval(delay: float) -> float:
+    """How often due deferred deletions are looked for: a tenth of the delay (so a blob goes at
+    most 10 % late), at least every 30 s, at most 20 times a second."""
+    return min(max(delay / 10, 0.05), 30.0)
+
+
+@asynccontextmanager
+async def delete_deferred_blobs(gateway: Gateway, delay: float) -> AsyncIterator[None]:
+    """Delete the blobs of replaced and deleted objects once due, while the body runs.
+
+    Every gateway sharing the catalog runs this; two deleting the same blob is harmless (the
+    delete is idempotent). A blob a read of this process still streams is retried at the next
+    tick; one on a backend that fails, after ``delay``. A failed pass (catalog down) is retried
+    at the next tick.
+    """
+    import anyio
+
+    from blindstore.maintenance import delete_due_blobs
+
+    interval = deletion_interval(delay)
+
+    async def delete_forever() -> None:
+        while True:
+            await anyio.sleep(interval)
+            try:
+                done = await delete_due_blobs(
+                    gateway, retry_seconds=interval, failed_retry_seconds=max(delay, interval)
+                )
+            except BlindstoreError as exc:
+                log.warning("deferred_delete.failed", error=type(exc).__name__)
+                continue
+            except Exception as exc:
+                # A failing housekeeping task must not take the S3 plane down with it (a task
+                # group cancels its host): log the type only and try again at the next tick.
+                log.error("deferred_delete.crashed", error=type(exc).__name__)
+                continue
+            if done.deleted or done.failed:
+                # Counts only (no blob id): enough to see the deleter keep up.
+                log.info("deferred_delete.done", deleted=done.deleted, failed=done.failed)
+
+    async with running(delete_forever):
         yield
 
 

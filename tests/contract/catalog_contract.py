@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -49,6 +50,8 @@ from blindstore.errors import (
 )
 
 BACKEND = "local"
+#: A time after every deferred deletion recorded by a test falls due.
+_FAR_FUTURE = time.time() + 10 * 365 * 86400
 
 
 def ident(label: str) -> bytes:
@@ -1100,6 +1103,102 @@ class CatalogContract:
             (container, make_part("u2", 1).blob),
         }
         assert await catalog.referenced_blobs("unused") == set()
+
+    # -- deferred deletion ---------------------------------------------------------------------
+
+    async def test_an_overwrite_records_the_replaced_blobs_for_deferred_deletion(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        first = dataclasses.replace(
+            make_object("photos", "a", etag="v1", parts=["a0", "a1"]),
+            backends=("disk", "s3"),
+            repairs=("gcs",),
+        )
+        await catalog.put_object(first)
+        assert await catalog.due_deletions(_FAR_FUTURE) == []
+
+        before = time.time()
+        await catalog.put_object(make_object("photos", "a", etag="v2", parts=["b0"]))
+
+        container = TENANT.container
+        old = {(container, blob("a0")), (container, blob("a1"))}
+        for backend in ("disk", "s3", "gcs"):
+            assert await catalog.deferred_blobs(backend) == old
+        assert await catalog.deferred_blobs(BACKEND) == set()
+        # Not due at once: a read that found the old row may still be streaming it.
+        assert await catalog.due_deletions(before) == []
+        due = await catalog.due_deletions(_FAR_FUTURE)
+        assert {(d.backend, d.container, d.blob) for d in due} == {
+            (backend, container, name) for backend in ("disk", "s3", "gcs") for _, name in old
+        }
+        assert all(d.not_before >= before for d in due)
+        assert [d.not_before for d in due] == sorted(d.not_before for d in due)
+
+    async def test_deletes_record_the_removed_blobs_for_deferred_deletion(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await put_keys(catalog, "photos", ["by-key", "by-version", "kept-version"])
+        await catalog.delete_object("photos", "by-key")
+        removed = await catalog.delete_object_version(
+            "photos", "by-version", make_object("photos", "by-version").object_id
+        )
+        assert removed is not None
+        assert await catalog.delete_object_version("photos", "kept-version", ident("other")) is None
+        assert await catalog.delete_object("photos", "absent") is None
+
+        assert await catalog.deferred_blobs(BACKEND) == {
+            (TENANT.container, blob("photos/by-key/e1")),
+            (TENANT.container, blob("photos/by-version/e1")),
+        }
+
+    async def test_completing_over_an_object_records_its_blobs_for_deferred_deletion(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(make_object("photos", "big", parts=["old0"]))
+        upload = make_upload("photos", "big", "u1")
+        await catalog.create_upload(upload)
+        part = make_part("u1", 1)
+        await catalog.put_part(part)
+
+        await catalog.complete_upload("u1", object_for_parts(upload, [part], "m-1"))
+
+        # The completed upload's own parts are the new row's: only the old blob waits.
+        assert await catalog.deferred_blobs(BACKEND) == {(TENANT.container, blob("old0"))}
+
+    async def test_a_refused_overwrite_records_nothing_and_a_kept_blob_is_never_recorded(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        await catalog.put_object(make_object("photos", "a", etag="v1", parts=["shared", "old"]))
+        with pytest.raises(PreconditionFailed):
+            await catalog.put_object(make_object("photos", "a", etag="v2"), if_match="nope")
+        assert await catalog.deferred_blobs(BACKEND) == set()
+
+        await catalog.put_object(make_object("photos", "a", etag="v3", parts=["shared"]))
+
+        assert await catalog.deferred_blobs(BACKEND) == {(TENANT.container, blob("old"))}
+
+    async def test_deferred_deletions_can_be_postponed_and_finished(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        await put_keys(catalog, "photos", ["a", "b"])
+        await catalog.delete_object("photos", "a")
+        await catalog.delete_object("photos", "b")
+        first, second = await catalog.due_deletions(_FAR_FUTURE)
+
+        await catalog.postpone_deletions([first], _FAR_FUTURE + 10)
+        assert await catalog.due_deletions(_FAR_FUTURE) == [second]
+        assert await catalog.due_deletions(_FAR_FUTURE, limit=0) == []
+        await catalog.finish_deletions([second, second])
+        assert await catalog.due_deletions(_FAR_FUTURE) == []
+        (postponed,) = await catalog.due_deletions(_FAR_FUTURE + 10)
+        assert postponed == dataclasses.replace(first, not_before=_FAR_FUTURE + 10)
+        await catalog.finish_deletions([postponed])
+        assert await catalog.deferred_blobs(BACKEND) == set()
+        await catalog.finish_deletions([])
+        await catalog.postpone_deletions([], 0.0)
 
     # -- replicas ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,17 @@ def write_orphan(gw: RunningGateway, tenant: str = "demo") -> Path:
 
 def crash_before_commit(gw: RunningGateway, key: str) -> Path:
     """Store an object, then drop its catalog row but not its blob: the state a crash between
-    the blob write and the catalog commit leaves."""
+    the blob write and the catalog commit leaves (no row, no deferred deletion)."""
     gw.client("demo").put_object(Bucket=BUCKET, Key=key, Body=os.urandom(20_000))
     path = blobs.blob_path(gw, BUCKET, key)
-    assert gw.run(gw.gateway.catalog.delete_object(BUCKET, key)) is not None
+    catalog = gw.gateway.catalog
+    assert gw.run(catalog.delete_object(BUCKET, key)) is not None
+    recorded = gw.run(catalog.due_deletions(time.time() + 10 * 365 * 86400, limit=10_000))
+    gw.run(
+        catalog.finish_deletions(
+            [d for d in recorded if gw.blob_dir / d.container / d.blob == path]
+        )
+    )
     assert path.is_file()
     return path
 
@@ -147,14 +155,96 @@ def test_gc_dry_run_reports_orphans_and_deletes_nothing(gc_gw: RunningGateway) -
 
     report = gc(gc_gw, grace_seconds=0, dry_run=True)
 
-    assert (report.orphans, report.deleted, report.temp_files_removed) == (1, 0, 0)
+    # The stale temporary file is reported, not removed.
+    assert (report.orphans, report.deleted) == (1, 0)
+    assert (report.temp_files, report.temp_files_removed) == (1, 0)
     assert blobs.blob_files(gc_gw) == before
+    assert stale_temp.is_file()
 
     report = gc(gc_gw, grace_seconds=0)
 
-    assert (report.orphans, report.deleted, report.temp_files_removed) == (1, 1, 1)
+    assert (report.orphans, report.deleted) == (1, 1)
+    assert (report.temp_files, report.temp_files_removed) == (1, 1)
     assert not orphan.exists()
     assert not stale_temp.exists()
+
+
+def test_gc_keeps_and_reports_temporary_files_younger_than_the_grace_period(
+    gc_gw: RunningGateway,
+) -> None:
+    """A PUT in flight writes to a temporary file: the grace period protects it too."""
+    orphan = write_orphan(gc_gw)
+    young_temp = orphan.with_name(".tmp-" + orphan.name + "-fedcba9876543210")
+    young_temp.write_bytes(b"a blob being written")
+
+    report = gc(gc_gw, grace_seconds=3600, dry_run=True)
+    assert (report.temp_files, report.temp_files_removed) == (0, 0)
+    report = gc(gc_gw, grace_seconds=3600)
+
+    assert (report.temp_files, report.temp_files_removed) == (0, 0)
+    assert young_temp.is_file()
+
+
+def _later() -> float:
+    """A time at which every deferred deletion recorded by these tests is due."""
+    return time.time() + 10 * 86400
+
+
+def test_gc_deletes_due_deferred_deletions_and_never_counts_waiting_ones_as_orphans(
+    gc_gw: RunningGateway,
+) -> None:
+    s3 = gc_gw.client("demo")
+    s3.put_object(Bucket=BUCKET, Key="k", Body=b"version 1")
+    replaced = blobs.blob_path(gc_gw, BUCKET, "k")
+    s3.put_object(Bucket=BUCKET, Key="k", Body=b"version 2")
+    s3.put_object(Bucket=BUCKET, Key="gone", Body=b"deleted")
+    deleted = blobs.blob_path(gc_gw, BUCKET, "gone")
+    s3.delete_object(Bucket=BUCKET, Key="gone")
+    for path in (replaced, deleted):
+        backdate(path, 7200)  # old enough to be an orphan, were it one
+
+    report = gc(gc_gw, grace_seconds=0)
+
+    assert (report.deferred, report.orphans, report.deleted) == (2, 0, 0)
+    assert (report.deferred_due, report.deferred_deleted) == (0, 0)
+    assert replaced.is_file()
+    assert deleted.is_file()
+
+    dry = gc(gc_gw, grace_seconds=0, dry_run=True, clock=_later)
+
+    assert (dry.deferred_due, dry.deferred_deleted, dry.orphans) == (2, 0, 0)
+    assert replaced.is_file()
+    assert deleted.is_file()
+
+    done = gc(gc_gw, grace_seconds=0, clock=_later)
+
+    assert (done.deferred_due, done.deferred_deleted, done.deferred, done.orphans) == (2, 2, 0, 0)
+    assert not replaced.exists()
+    assert not deleted.exists()
+    assert gc_gw.run(gc_gw.gateway.catalog.deferred_blobs("local")) == set()
+    assert s3.get_object(Bucket=BUCKET, Key="k")["Body"].read() == b"version 2"
+
+
+def test_gc_never_deletes_a_blob_a_row_references_even_if_recorded_for_deletion(
+    gc_gw: RunningGateway,
+) -> None:
+    """Blob ids are never reused; should a row point at a blob recorded for deletion anyway
+    (an insider's edit), the row wins: the record is dropped and the blob stays."""
+    s3 = gc_gw.client("demo")
+    s3.put_object(Bucket=BUCKET, Key="kept", Body=b"kept")
+    kept = blobs.blob_path(gc_gw, BUCKET, "kept")
+    catalog = gc_gw.gateway.catalog
+    alias = replace(blobs.record(gc_gw, BUCKET, "kept"), key="alias")
+    gc_gw.run(catalog.put_object(alias))
+    gc_gw.run(catalog.delete_object(BUCKET, "alias"))
+    assert gc_gw.run(catalog.deferred_blobs("local")) == {(alias.container, alias.parts[0].blob)}
+
+    report = gc(gc_gw, grace_seconds=0, clock=_later)
+
+    assert (report.deferred_due, report.deferred_deleted, report.referenced) == (1, 0, 1)
+    assert kept.is_file()
+    assert gc_gw.run(catalog.deferred_blobs("local")) == set()
+    assert s3.get_object(Bucket=BUCKET, Key="kept")["Body"].read() == b"kept"
 
 
 def _run_cli(*args: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from blindstore.catalog.sql import SqlCatalog
 from blindstore.errors import IntegrityError, InvalidRequest, ServiceUnavailable
 from blindstore.gateway import Gateway, Principal, WriteMeta, _canonical_row
 from blindstore.keys.memory import InMemoryKeyWrapper
+from blindstore.maintenance import delete_due_blobs
 from blindstore.policy import ObjectFacts, Placement, decide, parse
 from blindstore.provenance import Provenance, parse_retention
 from blindstore.retention import enforce_retention
@@ -64,7 +65,8 @@ class RecordingSink:
 class World:
     def __init__(self) -> None:
         self.stores = {name: MemoryBackend(name) for name in ("home", "away")}
-        self.catalog = SqlCatalog("sqlite://")
+        # Blobs of deleted rows are due for deletion at once (no reads run concurrently here).
+        self.catalog = SqlCatalog("sqlite://", delete_delay=0.0)
         self.keys = InMemoryKeyWrapper()
 
         def place(facts: ObjectFacts) -> Placement:
@@ -325,6 +327,9 @@ def test_enforcement_deletes_only_expired_objects_with_their_blobs(world: World)
     assert found == [("expired-early", "deleted"), ("expired-2030", "deleted")]
     assert world.row("expired-2030") is None
     assert world.row("expired-early") is None
+    # The blobs go with the deferred deletion of the removed rows (reads may still stream them).
+    assert world.blobs() == len(records)
+    anyio.run(lambda: delete_due_blobs(world.gateway, retry_seconds=1.0, failed_retry_seconds=1.0))
     home = world.stores["home"]._blobs
     for key, record in records.items():
         present = (record.container, record.parts[0].blob) in home

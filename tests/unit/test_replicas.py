@@ -16,7 +16,7 @@ from blindstore.catalog.sql import SqlCatalog
 from blindstore.errors import BackendUnavailable, BadDigest
 from blindstore.gateway import Gateway, Principal, WriteMeta
 from blindstore.keys.memory import InMemoryKeyWrapper
-from blindstore.maintenance import repair_replicas
+from blindstore.maintenance import delete_due_blobs, repair_replicas
 from blindstore.policy import ObjectFacts, Placement
 from blindstore.s3.checksums import BodyVerifier
 from blindstore.server.wire import VerifiedBody
@@ -89,7 +89,8 @@ def route(facts: ObjectFacts) -> Placement:
 class World:
     def __init__(self) -> None:
         self.stores = {name: FlakyBackend(name) for name in ("a", "b", "c")}
-        self.catalog = SqlCatalog("sqlite://")
+        # Blobs of removed rows are due for deletion at once (no reads run concurrently here).
+        self.catalog = SqlCatalog("sqlite://", delete_delay=0.0)
         self.keys = InMemoryKeyWrapper()
         self.gateway = Gateway(
             self.catalog,
@@ -286,7 +287,12 @@ def test_deleting_an_object_removes_every_replica(world: World) -> None:
     assert world.principal is not None
 
     anyio.run(world.gateway.delete_object, world.principal, "b", "k")
+    assert all(store.blobs() for store in world.stores.values())  # deferred: reads may run
+    report = anyio.run(
+        lambda: delete_due_blobs(world.gateway, retry_seconds=1.0, failed_retry_seconds=1.0)
+    )
 
+    assert report.deleted == len(world.stores)
     assert all(store.blobs() == set() for store in world.stores.values())
 
 

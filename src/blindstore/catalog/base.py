@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from blindstore.audit.chain import AuditRecord, Checkpoint
 from blindstore.audit.events import AuditEvent, AuditFilter
@@ -186,6 +186,21 @@ class Shred:
     certificate: str | None = None
 
 
+#: Seconds the blobs of a replaced or deleted row are kept (``storage.delete_delay_seconds``).
+DELETE_DELAY_SECONDS: Final = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredDelete:
+    """A blob of a replaced or deleted row, to delete from ``backend`` once ``not_before`` has
+    passed: reads that found the row before it went may still be streaming it."""
+
+    backend: str
+    container: str
+    blob: str
+    not_before: float
+
+
 WrappedTable = Literal["objects", "uploads"]
 
 
@@ -282,14 +297,16 @@ class Catalog(Protocol):
 
         ``if_none_match``: fail with PreconditionFailed if a row exists. ``if_match``: the current
         row's etag must equal it (PreconditionFailed otherwise, NoSuchKey if there is no row).
-        Returns the replaced row (its blobs are now garbage), or None.
+        Returns the replaced row, or None. The replaced row's blobs (except any ``record``
+        uses) are recorded for deferred deletion in the same transaction (``due_deletions``).
         """
         ...
 
     async def get_object(self, bucket: str, key: str) -> ObjectRecord | None: ...
 
     async def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
-        """Remove a row; return it (its blobs are now garbage), or None if there was none."""
+        """Remove a row; return it, or None if there was none. Its blobs are recorded for
+        deferred deletion in the same transaction."""
         ...
 
     async def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
@@ -344,8 +361,9 @@ class Catalog(Protocol):
         """In one transaction: remove the upload and its parts, commit ``record`` (and append
         ``audit`` to the audit chain).
 
-        Returns (replaced object row or None, parts not used by ``record``). Raises NoSuchUpload
-        if the upload is gone; preconditions as in ``put_object``.
+        Returns (replaced object row or None, parts not used by ``record``); the replaced row's
+        blobs are recorded for deferred deletion as in ``put_object``. Raises NoSuchUpload if
+        the upload is gone; preconditions as in ``put_object``.
         """
         ...
 
@@ -363,6 +381,23 @@ class Catalog(Protocol):
         self, *, after: tuple[str, str] = ("", ""), limit: int = 100
     ) -> list[ObjectRecord]:
         """Objects with pending repairs, ordered by (bucket, key), strictly after ``after``."""
+        ...
+
+    # deferred deletion of the blobs of replaced and deleted rows
+    async def due_deletions(self, now: float, *, limit: int = 500) -> list[DeferredDelete]:
+        """Recorded blobs whose ``not_before`` is at or before ``now``, earliest first."""
+        ...
+
+    async def deferred_blobs(self, backend: str) -> set[tuple[str, str]]:
+        """Every (container, blob) on ``backend`` recorded for deferred deletion, due or not."""
+        ...
+
+    async def postpone_deletions(self, blobs: Sequence[DeferredDelete], until: float) -> None:
+        """Move the ``not_before`` of recorded blobs to ``until`` (a blob still being read)."""
+        ...
+
+    async def finish_deletions(self, blobs: Sequence[DeferredDelete]) -> None:
+        """Forget recorded blobs (deleted from their backend); absent ones are ignored."""
         ...
 
     async def set_replicas(
@@ -449,7 +484,8 @@ class Catalog(Protocol):
     async def delete_object_version(
         self, bucket: str, key: str, object_id: bytes
     ) -> ObjectRecord | None:
-        """Remove the row if it still holds ``object_id``; return it, or None."""
+        """Remove the row if it still holds ``object_id``; return it, or None. Its blobs are
+        recorded for deferred deletion as in ``delete_object``."""
         ...
 
     async def purge_tenant(self, tenant_id: bytes) -> KeyUsage:

@@ -252,3 +252,17 @@ audit_checkpoints = Table(
     #: ``vault:vN:<base64>`` over the checkpoint's canonical bytes.
     Column("signature", Text, nullable=False),
 )
+
+#: Blobs of rows replaced or deleted, kept until ``not_before`` (epoch seconds) so that reads
+#: already streaming them finish (``storage.delete_delay_seconds``). Recorded in the transaction
+#: that removes the row, so a crash never leaks them; deleted by the gateway's background task
+#: and ``blindstore gc``. Only opaque ids: no name, no key, nothing readable.
+deferred_deletes = Table(
+    "deferred_deletes",
+    metadata,
+    Column("backend", Text, primary_key=True),
+    Column("container", Text, primary_key=True),
+    Column("blob", Text, primary_key=True),
+    Column("not_before", Double, nullable=False),
+    Index(None, "not_before"),
+)

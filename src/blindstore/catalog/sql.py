@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -45,6 +46,7 @@ from sqlalchemy.sql.elements import TextClause
 from blindstore.audit.events import AuditEvent
 from blindstore.catalog import migrate
 from blindstore.catalog.base import (
+    DELETE_DELAY_SECONDS,
     AccessKey,
     Bucket,
     BucketKey,
@@ -87,6 +89,7 @@ from blindstore.catalog.schema import (
 )
 from blindstore.catalog.sql_admin import AdminQueries
 from blindstore.catalog.sql_audit import AuditQueries, append_events
+from blindstore.catalog.sql_deferred import DeferredDeleteQueries, record_retired
 from blindstore.catalog.sql_keys import KeyLifecycleQueries
 from blindstore.catalog.sql_reports import ReportQueries
 from blindstore.errors import (
@@ -125,7 +128,9 @@ class _Retry(Exception):
     """Raised inside a write when a concurrent insert won a race: rerun the transaction."""
 
 
-class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries):
+class SqlCatalog(
+    KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries, DeferredDeleteQueries
+):
     """The ``Catalog`` on a SQL database.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/catalog.db`` (WAL journal),
@@ -134,9 +139,21 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
     ``pool_size`` bounds both the connections and the worker threads the catalog uses.
     ``sqlite_busy_timeout``: seconds a SQLite writer waits for the write lock before the
     request fails with ServiceUnavailable.
+    ``delete_delay``: seconds the blobs of a replaced or deleted row are kept before they may be
+    deleted (``catalog.sql_deferred``), measured on ``clock``.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 8, sqlite_busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        sqlite_busy_timeout: float = 5.0,
+        delete_delay: float = DELETE_DELAY_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._delete_delay = delete_delay
+        self._clock = clock
         self._engine, in_memory = _create_engine(url, pool_size, sqlite_busy_timeout)
         self._modes = _connection_modes(self._engine.dialect.name)
         # One in-memory SQLite database is one connection: its users must take turns.
@@ -165,6 +182,16 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
         return await self._run(_WRITE, work)
+
+    async def _snapshot(self, work: Callable[[Connection], T]) -> T:
+        return await self._run(_SNAPSHOT, work)
+
+    def _retire(
+        self, conn: Connection, record: ObjectRecord, *, keep: set[str] | None = None
+    ) -> None:
+        """Record the blobs of ``record``, removed by this transaction, for deferred deletion."""
+        not_before = self._clock() + self._delete_delay
+        record_retired(conn, record, not_before, keep=keep or set())
 
     def _call(self, mode: str, work: Callable[[Connection], T]) -> T:
         options, begin = self._modes[mode]
@@ -366,7 +393,9 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
         values["where_bucket"] = values.pop("bucket")
         values["where_key"] = values.pop("key")
         conn.execute(self._statements.update_object, values)
-        return object_from_row(current)
+        replaced = object_from_row(current)
+        self._retire(conn, replaced, keep={part.blob for part in record.parts})
+        return replaced
 
     async def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         """The row for (bucket, key), or None."""
@@ -385,7 +414,11 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
             row = conn.execute(
                 self._statements.delete_object, {"bucket": bucket, "key": key}
             ).first()
-            return None if row is None else object_from_row(row)
+            if row is None:
+                return None
+            removed = object_from_row(row)
+            self._retire(conn, removed)
+            return removed
 
         return await self._run(_WRITE, work)
 

@@ -49,6 +49,9 @@ class KeyLifecycleQueries:
     async def _write(self, work: Callable[[Connection], T]) -> T:
         raise NotImplementedError
 
+    def _retire(self, conn: Connection, record: ObjectRecord) -> None:
+        raise NotImplementedError
+
     # -- data-subject keys -------------------------------------------------------------------
 
     async def get_subject_key(self, tenant_id: bytes, subject_digest: bytes) -> SubjectKey | None:
@@ -298,7 +301,11 @@ class KeyLifecycleQueries:
                 )
                 .returning(*objects.c)
             ).first()
-            return None if row is None else object_from_row(row)
+            if row is None:
+                return None
+            removed = object_from_row(row)
+            self._retire(conn, removed)
+            return removed
 
         return await self._write(work)
 

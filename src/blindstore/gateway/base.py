@@ -23,6 +23,7 @@ from blindstore.errors import (
     KeyShredded,
     NoSuchBucket,
 )
+from blindstore.gateway.leases import BlobLeases
 from blindstore.gateway.records import Principal
 from blindstore.keys.base import KeyWrapper
 from blindstore.policy.model import ObjectFacts, Placement, Policy
@@ -68,6 +69,8 @@ class GatewayBase:
         #: Keys of crypto-shredded tenants and subjects (``refresh_revocations``): reads and
         #: writes under them are refused even while a DEK is still cached.
         self.revoked_keys: frozenset[str] = frozenset()
+        #: Blobs that reads of this process are streaming (the deferred deleter skips them).
+        self.leases = BlobLeases()
         self._bucket_cache_seconds = bucket_cache_seconds
         self._mono = time.monotonic
 
@@ -146,8 +149,15 @@ class GatewayBase:
 
     # ------------------------------------------------------------------ blob cleanup
 
+    def _retired(self, record: ObjectRecord) -> None:
+        """A committed row was replaced or deleted: forget its DEK. Its blobs stay until the
+        catalog's deferred deletion is due (recorded in the same transaction), since reads
+        that found the row may still be streaming them; a read that already unwrapped the DEK
+        carries on, while the wrapped DEK, gone with the row, can no longer be unwrapped."""
+        self.keys.forget(record.tenant_id, record.object_id)
+
     async def _discard(self, record: ObjectRecord) -> None:
-        """Delete the blobs of a row that no longer exists (or never was committed)."""
+        """Delete the blobs of a row that was never committed (nothing can be reading them)."""
         self.keys.forget(record.tenant_id, record.object_id)
         # Repair targets too: an interrupted repair may have copied some parts there.
         names = (*record.backends, *record.repairs)

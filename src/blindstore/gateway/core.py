@@ -9,6 +9,7 @@ from dataclasses import replace
 from blindstore.audit import facts as audit_facts
 from blindstore.catalog.base import ListPage, ObjectRecord
 from blindstore.errors import InvalidRequest
+from blindstore.gateway.leases import LeasedBody
 from blindstore.gateway.multipart import Multipart
 from blindstore.gateway.reads import Reads
 from blindstore.gateway.records import BodyCheck, Principal, WriteMeta
@@ -24,7 +25,7 @@ class Gateway(Multipart, Reads):
         removed = await self.catalog.delete_object(bucket_name, key)
         if removed is not None:
             audit_facts.note(removed)
-            await self._discard(removed)
+            self._retired(removed)
 
     async def delete_object_version(
         self, bucket_name: str, key: str, object_id: bytes
@@ -36,7 +37,7 @@ class Gateway(Multipart, Reads):
         """
         removed = await self.catalog.delete_object_version(bucket_name, key, object_id)
         if removed is not None:
-            await self._discard(removed)
+            self._retired(removed)
         return removed
 
     async def get_tags(self, principal: Principal, bucket_name: str, key: str) -> dict[str, str]:
@@ -98,8 +99,14 @@ class Gateway(Multipart, Reads):
                 "without changing the object's metadata, storage class, website redirect location "
                 "or encryption attributes."
             )
-        dek = await self._open_record(source)
-        body = self._plaintext(source, dek, 0, source.size - 1)
+        # The source's blobs are leased while they are copied, as for a GET.
+        lease = self.leases.hold(source)
+        try:
+            dek = await self._open_record(source)
+        except BaseException:
+            lease.release()
+            raise
+        body = LeasedBody(self._plaintext(source, dek, 0, source.size - 1), lease)
         chosen = meta or WriteMeta(
             headers=source.headers,
             user_metadata=source.user_metadata,

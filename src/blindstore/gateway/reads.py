@@ -20,6 +20,7 @@ from blindstore.errors import (
     NoSuchKey,
 )
 from blindstore.gateway.base import GatewayBase
+from blindstore.gateway.leases import LeasedBody
 from blindstore.gateway.records import MAX_PARTS, ObjectRead, Principal, canonical_row
 from blindstore.gateway.streams import PARALLEL_MIN, empty, once, take, window
 from blindstore.s3.conditions import Conditions, check_read
@@ -96,17 +97,33 @@ class Reads(GatewayBase):
             partial = True
         if head:
             return ObjectRead(record, start, end, partial, empty(), verified=False)
+        # Held until the body is sent: an overwrite or DELETE committed meanwhile leaves these
+        # blobs in place (deferred deletion), and this process's deleter skips them.
+        lease = self.leases.hold(record)
+        try:
+            body, verified = await self._body(record, start, end, partial)
+        except BaseException:
+            lease.release()
+            raise
+        if verified:
+            lease.release()
+            return ObjectRead(record, start, end, partial, body, verified=True)
+        return ObjectRead(record, start, end, partial, LeasedBody(body, lease), verified=False)
+
+    async def _body(
+        self, record: ObjectRecord, start: int, end: int, partial: bool
+    ) -> tuple[AsyncIterator[bytes], bool]:
+        """The plaintext [start, end] and whether it was verified whole (then in memory)."""
         dek = await self._open_record(record)
         if not partial and len(record.parts) == 1 and record.size <= self.verify_whole_below:
             data = await self._from_any_replica(
                 record, lambda backend: self._open_small(backend, record, dek)
             )
-            return ObjectRead(record, start, end, partial, once(data), verified=True)
+            return once(data), True
         body = self._plaintext(record, dek, start, end)
         if end - start + 1 <= self.verify_whole_below:
-            data = b"".join([chunk async for chunk in body])
-            return ObjectRead(record, start, end, partial, once(data), verified=True)
-        return ObjectRead(record, start, end, partial, body, verified=False)
+            return once(b"".join([chunk async for chunk in body])), True
+        return body, False
 
     def _replicas(self, record: ObjectRecord) -> list[Backend]:
         """The backends holding ``record``, in read-preference order (unknown names skipped)."""

@@ -1,7 +1,8 @@
 """Writes: placement, data keys, encrypt-while-streaming to the targets, the catalog commit.
 
 Order of effects: data key → encrypt while streaming to the backends → verify digests →
-catalog commit (the commit point) → delete what was replaced.
+catalog commit (the commit point, which also records the replaced row's blobs for deferred
+deletion) → forget the replaced row's DEK.
 """
 
 from __future__ import annotations
@@ -140,13 +141,14 @@ class Writes(GatewayBase):
         event: AuditEvent | None,
     ) -> None:
         """After an object's row (and its audit record, ``event``) committed: count the record
-        towards the next checkpoint, drop what it replaced, keep its DEK for the next read."""
+        towards the next checkpoint, forget the DEK of what it replaced (its blobs wait for the
+        deferred deleter), keep its DEK for the next read."""
         if event is not None:
             audit_facts.recorded()
             if self.audit is not None:
                 self.audit.committed_elsewhere(1)
         if replaced is not None:
-            await self._discard(replaced)
+            self._retired(replaced)
         # A read soon after a write (very common) then needs no Vault round trip; bucket-key
         # mode also counts the size (unknown for a multipart object when its DEK was issued).
         self.keys.remember(
