@@ -82,11 +82,22 @@ class AuthContext:
 
 
 class Authenticator:
-    """SigV4 verification with a short-lived cache of access keys."""
+    """SigV4 verification with a short-lived cache of access keys.
 
-    def __init__(self, gateway: Gateway, *, clock: Callable[[], float] = time.time) -> None:
+    ``region`` (``s3.region``), when given, is the only signing region accepted, as S3 refuses
+    a request signed for another region.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        clock: Callable[[], float] = time.time,
+        region: str | None = None,
+    ) -> None:
         self.gateway = gateway
         self.clock = clock
+        self.region = region
         self._cache: dict[str, tuple[str, Tenant, float]] = {}
 
     async def _lookup(self, access_key_id: str) -> tuple[str, Tenant]:
@@ -116,7 +127,7 @@ class Authenticator:
             headers=request.headers,
         )
         now = datetime.fromtimestamp(self.clock(), UTC)
-        claim = sigv4.parse_signature(signed, now)
+        claim = sigv4.parse_signature(signed, now, region=self.region)
         secret, tenant = await self._lookup(claim.access_key_id)
         result = sigv4.verify_signature(claim, secret)
         if tenant.shredded is not None or tenant.key_name in self.gateway.revoked_keys:
