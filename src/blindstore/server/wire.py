@@ -8,14 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import structlog
+
+from blindstore import provision
 from blindstore.errors import (
     EntityTooLarge,
     InvalidAccessKeyId,
     InvalidArgument,
+    KeyServiceError,
     KeyShredded,
     MissingContentLength,
 )
 from blindstore.gateway import Gateway, Principal
+from blindstore.keys import justification
 from blindstore.s3 import chunked, sigv4
 from blindstore.s3.checksums import BodyVerifier
 from blindstore.server.body import receive_body
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from blindstore.catalog.base import Tenant
     from blindstore.server.handlers import Context
     from blindstore.server.request import S3Request
+
+log = structlog.get_logger("blindstore.auth")
 
 #: Credentials are re-read from the catalog after this long, so a revoked key stops working
 #: within it.
@@ -85,7 +92,8 @@ class Authenticator:
     """SigV4 verification with a short-lived cache of access keys.
 
     ``region`` (``s3.region``), when given, is the only signing region accepted, as S3 refuses
-    a request signed for another region.
+    a request signed for another region. Secrets are unsealed under the credentials key of
+    ``key_prefix`` (``vault.key_prefix``) and kept in clear in this cache only.
     """
 
     def __init__(
@@ -94,26 +102,48 @@ class Authenticator:
         *,
         clock: Callable[[], float] = time.time,
         region: str | None = None,
+        key_prefix: str = "hgw-",
     ) -> None:
         self.gateway = gateway
         self.clock = clock
         self.region = region
+        self.key_prefix = key_prefix
         self._cache: dict[str, tuple[str, Tenant, float]] = {}
 
     async def _lookup(self, access_key_id: str) -> tuple[str, Tenant]:
+        """The secret and tenant of a key: from the cache, else unsealed by Transit.
+
+        Vault unreachable → ``KeyServiceUnavailable`` (503): the key may well be valid.
+        """
         now = time.monotonic()
         cached = self._cache.get(access_key_id)
         if cached is not None and cached[2] > now:
             return cached[0], cached[1]
+        self._cache.pop(access_key_id, None)
         found = await self.gateway.lookup_access_key(access_key_id)
         if found is None:
-            self._cache.pop(access_key_id, None)
             raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
         key, tenant = found
+        why = justification.Justification(
+            tenant=tenant.name, principal=access_key_id, op="Authenticate"
+        )
+        try:
+            with justification.justified(why):
+                secret = await provision.open_secret(
+                    self.gateway.keys, key, key_prefix=self.key_prefix
+                )
+        except KeyServiceError as exc:
+            # Tampered, or moved from another key id or tenant: not this key's secret.
+            log.warning("credentials.unseal_refused", access_key_id=access_key_id, error=str(exc))
+            secret = None
+        if secret is None:
+            # A secret still in clear is never trusted (a catalog writer could have put it
+            # there): the gateway seals those before it listens.
+            raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[access_key_id] = (key.secret_key, tenant, now + CREDENTIAL_CACHE_SECONDS)
-        return key.secret_key, tenant
+        self._cache[access_key_id] = (secret, tenant, now + CREDENTIAL_CACHE_SECONDS)
+        return secret, tenant
 
     def forget(self, access_key_id: str) -> None:
         """Drop a (revoked) key from the cache: refused from the next request on."""
