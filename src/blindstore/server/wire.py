@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from blindstore.s3.checksums import BodyVerifier
 from blindstore.server.body import receive_body
 
 if TYPE_CHECKING:
-    from blindstore.catalog.base import Tenant
+    from blindstore.catalog.base import AccessKey, Tenant
     from blindstore.server.handlers import Context
     from blindstore.server.request import S3Request
 
@@ -88,6 +88,15 @@ class AuthContext:
         return VerifiedBody(BodyVerifier())
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedKey:
+    secret: str = field(repr=False)
+    tenant: Tenant
+    #: The sealed value ``secret`` was unsealed from.
+    sealed: str = field(repr=False)
+    expires: float
+
+
 class Authenticator:
     """SigV4 verification with a short-lived cache of access keys.
 
@@ -108,42 +117,61 @@ class Authenticator:
         self.clock = clock
         self.region = region
         self.key_prefix = key_prefix
-        self._cache: dict[str, tuple[str, Tenant, float]] = {}
+        self._cache: dict[str, _CachedKey] = {}
 
     async def _lookup(self, access_key_id: str) -> tuple[str, Tenant]:
         """The secret and tenant of a key: from the cache, else unsealed by Transit.
 
-        Vault unreachable → ``KeyServiceUnavailable`` (503): the key may well be valid.
+        After ``CREDENTIAL_CACHE_SECONDS`` the catalog row is read again (a revoked key stops
+        working); if it still holds the sealed value the cached secret came from, for the same
+        tenant, the secret is reused without a Transit call, so a Vault outage does not lock out
+        clients already known. An unknown key while Vault is unreachable →
+        ``KeyServiceUnavailable`` (503): it may well be valid.
         """
         now = time.monotonic()
         cached = self._cache.get(access_key_id)
-        if cached is not None and cached[2] > now:
-            return cached[0], cached[1]
+        if cached is not None and cached.expires > now:
+            return cached.secret, cached.tenant
         self._cache.pop(access_key_id, None)
         found = await self.gateway.lookup_access_key(access_key_id)
         if found is None:
             raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
         key, tenant = found
-        why = justification.Justification(
-            tenant=tenant.name, principal=access_key_id, op="Authenticate"
-        )
-        try:
-            with justification.justified(why):
-                secret = await provision.open_secret(
-                    self.gateway.keys, key, key_prefix=self.key_prefix
-                )
-        except KeyServiceError as exc:
-            # Tampered, or moved from another key id or tenant: not this key's secret.
-            log.warning("credentials.unseal_refused", access_key_id=access_key_id, error=str(exc))
-            secret = None
-        if secret is None:
+        if (
+            cached is not None
+            and key.sealed_secret is not None
+            and key.sealed_secret == cached.sealed
+            and key.tenant_id == cached.tenant.tenant_id
+        ):
+            secret: str | None = cached.secret
+        else:
+            secret = await self._unseal(key, tenant)
+        if secret is None or key.sealed_secret is None:
             # A secret still in clear is never trusted (a catalog writer could have put it
             # there): the gateway seals those before it listens.
             raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[access_key_id] = (secret, tenant, now + CREDENTIAL_CACHE_SECONDS)
+        self._cache[access_key_id] = _CachedKey(
+            secret, tenant, key.sealed_secret, now + CREDENTIAL_CACHE_SECONDS
+        )
         return secret, tenant
+
+    async def _unseal(self, key: AccessKey, tenant: Tenant) -> str | None:
+        why = justification.Justification(
+            tenant=tenant.name, principal=key.access_key_id, op="Authenticate"
+        )
+        try:
+            with justification.justified(why):
+                return await provision.open_secret(
+                    self.gateway.keys, key, key_prefix=self.key_prefix
+                )
+        except KeyServiceError as exc:
+            # Tampered, or moved from another key id or tenant: not this key's secret.
+            log.warning(
+                "credentials.unseal_refused", access_key_id=key.access_key_id, error=str(exc)
+            )
+            return None
 
     def forget(self, access_key_id: str) -> None:
         """Drop a (revoked) key from the cache: refused from the next request on."""
