@@ -69,7 +69,16 @@ def s3_client(endpoint: str, access_key: str, secret_key: str) -> Any:
 
 @pytest.mark.parametrize(
     "command",
-    [(), ("dev",), ("serve",), ("tenants",), ("tenants", "create"), ("tenants", "list"), ("gc",)],
+    [
+        (),
+        ("dev",),
+        ("serve",),
+        ("tenants",),
+        ("tenants", "create"),
+        ("tenants", "list"),
+        ("access-keys", "seal"),
+        ("gc",),
+    ],
     ids=lambda c: " ".join(c) or "blindstore",
 )
 def test_help_of_every_command(command: tuple[str, ...]) -> None:
