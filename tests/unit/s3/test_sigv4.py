@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import botocore.auth
 import botocore.crt.auth
@@ -886,3 +886,17 @@ def test_a_presigned_url_for_another_region_names_the_expected_one() -> None:
         "expecting 'eu-central-1'"
     )
     assert caught.value.fields == {"Region": "eu-central-1"}
+
+
+def test_a_presigned_url_that_signs_an_x_blindstore_header_verifies_with_it() -> None:
+    request = AWSRequest(
+        method="PUT",
+        url="https://s3.example.com/bucket/key",
+        headers={"x-blindstore-retention-until": "2040-01-01"},
+    )
+    S3SigV4QueryAuth(Credentials(AKID, SECRET), "s3", REGION, expires=300).add_auth(request)
+    wire = _wire(request)
+    assert "x-blindstore-retention-until" in unquote(wire.raw_query)
+    assert _verify(wire).presigned
+    with pytest.raises(SignatureDoesNotMatch):
+        _verify(_with_header(wire, "x-blindstore-retention-until", "1971-01-01"))
