@@ -1,7 +1,8 @@
 # blindstore-gateway: the data-plane identity of the S3 gateway (AppRole `blindstore-gateway`).
 #
 # It wraps and unwraps per-object data keys (DEKs) under the tenant keys `hgw-t-<tenant>` and the
-# data-subject keys `hgw-p-<tenant>-<id>`, and nothing else: it cannot create, configure, rotate,
+# data-subject keys `hgw-p-<tenant>-<id>`, seals and unseals S3 secret keys under `hgw-creds`,
+# and nothing else: it cannot create, configure, rotate,
 # read, export, back up, restore, trim or delete a key, nor rewrap or generate data keys; it signs
 # with exactly one key, hgw-audit (audit-trail checkpoints), and nothing else.
 # Everything not granted below is denied by default; the explicit denies at the end document
@@ -64,6 +65,29 @@ path "transit/decrypt/hgw-p-*" {
   }
 }
 
+# S3 secret keys (src/blindstore/keys/credentials.py): the catalog stores them sealed under
+# hgw-creds. The gateway seals new ones (admin API access keys; the clear secrets of an older
+# catalog, at start) and unseals one on a credential-cache miss. "update" only: the key
+# administrator creates hgw-creds (provision.sh, `blindstore tenants create`); the gateway can
+# neither create nor upsert it.
+path "transit/encrypt/hgw-creds" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "plaintext"   = []
+    "context"     = []
+    "batch_input" = []
+  }
+}
+path "transit/decrypt/hgw-creds" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "ciphertext"                    = []
+    "context"                       = []
+    "batch_input"                   = []
+    "partial_failure_response_code" = []
+  }
+}
+
 # Audit checkpoints (blindstore.audit): sign the chain's head with the ed25519 key hgw-audit.
 # The exact path only (no "/<hash algorithm>" suffix), "update" only (sign never creates a key),
 # and `input` is the only parameter (no key_version: always the latest version, no prehashing).
@@ -95,6 +119,7 @@ path "transit/datakey/*"    { capabilities = ["deny"] }  # DEKs are generated lo
 path "transit/sign/hgw-sign*"    { capabilities = ["deny"] }  # certificates: the admin signs
 path "transit/sign/hgw-t-*"      { capabilities = ["deny"] }  # tenant keys
 path "transit/sign/hgw-p-*"      { capabilities = ["deny"] }  # data-subject keys
+path "transit/sign/hgw-creds"    { capabilities = ["deny"] }  # the credentials key
 path "transit/sign/hgw-audit/*"  { capabilities = ["deny"] }  # hash-algorithm variants
 path "transit/verify/*"          { capabilities = ["deny"] }
 path "transit/hmac/*"       { capabilities = ["deny"] }

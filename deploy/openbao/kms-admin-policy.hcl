@@ -3,7 +3,8 @@
 # It creates, rotates, configures, trims, soft-deletes and deletes keys, and signs with hgw-sign
 # (crypto-shredding certificates, audit checkpoints). It never encrypts, decrypts or rewraps
 # data keys, and can never make a key exportable or backupable. `blindstore tenants create`
-# runs under this identity (it creates the tenant key).
+# runs under this identity (it creates the tenant key and the credentials key hgw-creds, and
+# seals the tenant's first S3 secret key: encrypt under hgw-creds, never decrypt).
 #
 # "+" matches exactly one path segment: the mount is dedicated to blindstore. "*" would be a
 # trailing prefix glob and also match ".../config", ".../trim" with the wrong parameter rules.
@@ -77,6 +78,18 @@ path "transit/keys/+/soft-delete-restore" { capabilities = ["update"] }
 
 # The upsert switch is set once by provision.sh (root/bootstrap); the admin may only read it.
 path "transit/config/keys" { capabilities = ["read"] }
+
+# Seal a new S3 secret key under hgw-creds (`blindstore tenants create` prints the secret once
+# and stores it sealed). Encrypt only: the administrator can never unseal a stored secret, and
+# this exact path wins over the "transit/encrypt/*" deny below for this key alone.
+path "transit/encrypt/hgw-creds" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "plaintext"   = []
+    "context"     = []
+    "batch_input" = []
+  }
+}
 
 # Sign and verify with hgw-sign only.
 path "transit/sign/hgw-sign"   { capabilities = ["update"] }

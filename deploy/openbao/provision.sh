@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision an OpenBao (or Vault) server for blindstore: Transit mount, least-privilege policies,
-# AppRole identities, the hgw-sign signing key and the key-access justification header.
+# AppRole identities, the hgw-sign signing key, the hgw-creds credentials key and the key-access
+# justification header.
 #
 # Idempotent: run it again after an upgrade of the policies. Each run issues a NEW secret_id per
 # role (unless --no-secret-ids); older secret_ids stay valid until their TTL or until revoked.
@@ -75,6 +76,7 @@ export BAO_ADDR BAO_TOKEN VAULT_ADDR="$BAO_ADDR" VAULT_TOKEN="$BAO_TOKEN"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SIGN_KEY="${KEY_PREFIX}sign"
 AUDIT_KEY="${KEY_PREFIX}audit"
+CREDS_KEY="${KEY_PREFIX}creds"
 JUSTIFICATION_HEADER="x-blindstore-justification"
 
 log() { echo "provision: $*" >&2; }
@@ -165,6 +167,18 @@ if [[ "$audit_type" != "ed25519" ]]; then
   exit 1
 fi
 log "audit checkpoint key $AUDIT_KEY (ed25519) present"
+
+# 6c. The credentials key: S3 secret keys are stored sealed under it (docs/operations.md). The
+# settings every blindstore wrapping key has; the gateway may encrypt and decrypt under it but
+# not create it.
+"$BAO" write "$MOUNT/keys/$CREDS_KEY" type=aes256-gcm96 derived=true exportable=false \
+  allow_plaintext_backup=false >/dev/null
+creds_derived="$("$BAO" read -field=derived "$MOUNT/keys/$CREDS_KEY")"
+if [[ "$creds_derived" != "true" ]]; then
+  echo "provision.sh: $MOUNT/keys/$CREDS_KEY exists and is not a derived key" >&2
+  exit 1
+fi
+log "credentials key $CREDS_KEY (aes256-gcm96, derived) present"
 
 # 7. Record the gateway's key-access justification in clear in the audit log (audit devices
 # HMAC every request header they are told to record unless hmac=false). The header carries no

@@ -43,6 +43,7 @@ from blindstore.keys.vaultauth import (
 )
 from blindstore.placement import PolicyHolder, build_declared
 from blindstore.policy import load_file
+from blindstore.provision import seal_stored_secrets
 from blindstore.server.protocol import protocol_class
 from blindstore.server.s3app import S3App
 
@@ -393,6 +394,12 @@ async def serve(
     async with open_gateway(settings) as gateway:
         if prepare is not None:
             await prepare(gateway)
+        # Before listening: no secret of a catalog from before sealed secrets stays in clear.
+        sealed = await seal_stored_secrets(
+            gateway.catalog, gateway.keys, key_prefix=settings.vault.key_prefix
+        )
+        if sealed:
+            log.info("credentials.sealed", access_keys=sealed)
         server = make_server(settings, gateway)
         if gateway.reload_placement is not None:
             # SIGHUP re-reads the placement policy; uvicorn handles only SIGINT/SIGTERM.

@@ -272,7 +272,24 @@ class CatalogContract:
             await catalog.add_access_key(AccessKey("AKIA1", "two", TENANT.tenant_id, 2.0))
         stored = await catalog.get_access_key("AKIA1")
         assert stored is not None
-        assert stored.secret_key == "one"
+        assert stored.sealed_secret == "one"
+
+    async def test_a_clear_secret_is_listed_until_sealed_then_erased(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.create_tenant(TENANT)
+        legacy = AccessKey("AKIAOLD", None, TENANT.tenant_id, 1.0, secret_key="in-clear")
+        await catalog.add_access_key(legacy)
+        await catalog.add_access_key(AccessKey("AKIANEW", "cs1:sealed", TENANT.tenant_id, 2.0))
+
+        assert await catalog.access_keys_in_clear() == [legacy]
+        assert await catalog.seal_access_key("AKIAOLD", "cs1:now-sealed")
+
+        assert await catalog.access_keys_in_clear() == []
+        assert await catalog.get_access_key("AKIAOLD") == AccessKey(
+            "AKIAOLD", "cs1:now-sealed", TENANT.tenant_id, 1.0
+        )
+        assert not await catalog.seal_access_key("AKIAGONE", "cs1:x")
 
     async def test_access_key_needs_an_existing_tenant(self, catalog: Catalog) -> None:
         with pytest.raises(InvalidArgument):

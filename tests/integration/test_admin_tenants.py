@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -183,6 +184,17 @@ def test_a_revoked_access_key_is_refused_at_once_and_the_others_still_work(
     assert [k["access_key_id"] for k in listed] == [second.body["access_key_id"]]
     again = admin(gw, "DELETE", f"/-/tenants/{name}/access-keys/{first['access_key_id']}")
     assert (again.status, again.code) == (404, "NoSuchAccessKey")
+
+
+def test_keys_made_through_the_admin_api_are_stored_sealed(gw: RunningGateway) -> None:
+    name = unique("sealed")
+    first = admin(gw, "POST", "/-/tenants", {"name": name}).body["access_key"]
+    second = admin(gw, "POST", f"/-/tenants/{name}/access-keys").body
+    for made in (first, second):
+        stored = gw.run(gw.gateway.catalog.get_access_key(made["access_key_id"]))
+        assert stored is not None
+        assert made["secret_key"] not in repr(dataclasses.astuple(stored))
+        s3_client(gw, made["access_key_id"], made["secret_key"]).list_buckets()
 
 
 def test_a_key_of_another_tenant_cannot_be_revoked_through_this_one(gw: RunningGateway) -> None:

@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -69,7 +70,16 @@ def s3_client(endpoint: str, access_key: str, secret_key: str) -> Any:
 
 @pytest.mark.parametrize(
     "command",
-    [(), ("dev",), ("serve",), ("tenants",), ("tenants", "create"), ("tenants", "list"), ("gc",)],
+    [
+        (),
+        ("dev",),
+        ("serve",),
+        ("tenants",),
+        ("tenants", "create"),
+        ("tenants", "list"),
+        ("access-keys", "seal"),
+        ("gc",),
+    ],
     ids=lambda c: " ".join(c) or "blindstore",
 )
 def test_help_of_every_command(command: tuple[str, ...]) -> None:
@@ -273,3 +283,41 @@ def test_dev_runs_openbao_and_the_gateway_and_keeps_state_across_restarts(
     assert demo.get_object(Bucket="ward", Key="chart.txt")["Body"].read() == b"demo tenant's chart"
     assert alt.get_object(Bucket="lab", Key="result.txt")["Body"].read() == b"alt tenant's result"
     assert second.interrupt() == 0
+
+
+def test_dev_seals_the_clear_secrets_of_an_older_data_directory(
+    tmp_path: Path, dev_processes: list[DevProcess]
+) -> None:
+    """A data directory from before sealed secrets: `blindstore dev` seals them and the printed
+    credentials keep working."""
+    data_dir = tmp_path / "dev"
+    first = DevProcess(data_dir, tmp_path / "first.log")
+    dev_processes.append(first)
+    info = first.wait_ready()
+    assert first.interrupt() == 0
+    catalog = data_dir / "catalog.db"
+    # What an older blindstore left: the secret in clear, nothing sealed.
+    with sqlite3.connect(catalog) as conn:
+        conn.execute(
+            "UPDATE access_keys SET secret_key = ?, sealed_secret = NULL WHERE access_key_id = ?",
+            (info["secret_key"], info["access_key"]),
+        )
+
+    second = DevProcess(data_dir, tmp_path / "second.log")
+    dev_processes.append(second)
+    again = second.wait_ready()
+
+    assert (again["access_key"], again["secret_key"]) == (info["access_key"], info["secret_key"])
+    s3 = s3_client(again["endpoint"], info["access_key"], info["secret_key"])
+    s3.create_bucket(Bucket="after-upgrade")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["after-upgrade"]
+    assert second.interrupt() == 0
+    with sqlite3.connect(catalog) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        row = conn.execute(
+            "SELECT secret_key, sealed_secret FROM access_keys WHERE access_key_id = ?",
+            (info["access_key"],),
+        ).fetchone()
+    assert row[0] is None
+    assert row[1].startswith("cs1:")
+    assert info["secret_key"].encode() not in catalog.read_bytes()

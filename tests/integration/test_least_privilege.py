@@ -18,7 +18,9 @@ import anyio
 import pytest
 
 from blindstore.devtools.openbao import OpenBaoServer, start_openbao
+from blindstore.errors import KeyServiceError
 from blindstore.keys.base import WrappedDek, dek_context
+from blindstore.keys.credentials import seal_secret, unseal_secret
 from blindstore.keys.service import KeyService
 from blindstore.keys.transit import KEY_SETTINGS, TransitKeyWrapper
 from tests.gwserver import start_gateway
@@ -28,6 +30,8 @@ MiB = 1024 * 1024
 TENANT_ID = secrets.token_bytes(16)
 SIGN_KEY = "hgw-sign"
 AUDIT_KEY = "hgw-audit"
+CREDS_KEY = "hgw-creds"
+S3_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +117,8 @@ def test_provisioning_configures_upsert_the_audit_header_the_roles_and_the_signi
     assert _root_key(bao, SIGN_KEY)[1]["data"]["type"] == "ed25519"
     audit_key = _root_key(bao, AUDIT_KEY)[1]["data"]
     assert (audit_key["type"], audit_key["deletion_allowed"]) == ("ed25519", False)
+    creds_key = _root_key(bao, CREDS_KEY)[1]["data"]
+    assert {name: creds_key[name] for name in KEY_SETTINGS} == dict(KEY_SETTINGS)
     role = call(bao, bao.token, "GET", "auth/approle/role/blindstore-gateway")[1]["data"]
     assert role["token_policies"] == ["blindstore-gateway"]
     assert role["token_no_default_policy"] is True
@@ -234,6 +240,67 @@ def test_gateway_identity_wraps_and_unwraps_under_an_existing_tenant_key(
             await wrapper.close()
 
     anyio.run(main)
+
+
+def _seal(bao: OpenBaoServer, token: str, access_key_id: str = "BSLEASTPRIVILEGE0001") -> str:
+    async def main() -> str:
+        wrapper = _wrapper(bao, token)
+        try:
+            return await seal_secret(wrapper, CREDS_KEY, TENANT_ID, access_key_id, S3_SECRET)
+        finally:
+            await wrapper.close()
+
+    return anyio.run(main)
+
+
+def _unseal(bao: OpenBaoServer, token: str, sealed: str) -> str:
+    async def main() -> str:
+        wrapper = _wrapper(bao, token)
+        try:
+            return await unseal_secret(
+                wrapper, CREDS_KEY, TENANT_ID, "BSLEASTPRIVILEGE0001", sealed
+            )
+        finally:
+            await wrapper.close()
+
+    return anyio.run(main)
+
+
+def test_gateway_identity_seals_and_unseals_s3_secrets_but_cannot_create_the_key(
+    bao: OpenBaoServer, tokens: dict[str, str]
+) -> None:
+    sealed = _seal(bao, tokens["gateway"])
+    assert _unseal(bao, tokens["gateway"], sealed) == S3_SECRET
+    gateway = tokens["gateway"]
+    refused = {
+        "create": call(bao, gateway, "POST", f"transit/keys/{CREDS_KEY}", {**KEY_SETTINGS})[0],
+        "read": call(bao, gateway, "GET", f"transit/keys/{CREDS_KEY}")[0],
+        "rotate": call(bao, gateway, "POST", f"transit/keys/{CREDS_KEY}/rotate", {})[0],
+        "sign": call(bao, gateway, "POST", f"transit/sign/{CREDS_KEY}", {"input": "AA=="})[0],
+        "upsert another prefix key": call(
+            bao, gateway, "POST", "transit/encrypt/hgw-credsx", {"batch_input": [_wrap_item()]}
+        )[0],
+    }
+    assert refused == dict.fromkeys(refused, 403)
+
+
+def test_kms_admin_seals_s3_secrets_but_never_unseals_them(
+    bao: OpenBaoServer, tokens: dict[str, str]
+) -> None:
+    sealed = _seal(bao, tokens["kms-admin"])
+    with pytest.raises(KeyServiceError):
+        _unseal(bao, tokens["kms-admin"], sealed)
+    # What the administrator sealed, the gateway opens.
+    assert _unseal(bao, tokens["gateway"], sealed) == S3_SECRET
+    refused = {
+        "rewrap job unseals": call(
+            bao, tokens["rewrap"], "POST", f"transit/decrypt/{CREDS_KEY}", {"ciphertext": "x"}
+        )[0],
+        "auditor unseals": call(
+            bao, tokens["auditor"], "POST", f"transit/decrypt/{CREDS_KEY}", {"ciphertext": "x"}
+        )[0],
+    }
+    assert refused == dict.fromkeys(refused, 403)
 
 
 def test_gateway_identity_upserts_a_subject_key_derived_and_never_exportable(

@@ -9,11 +9,14 @@ import urllib.request
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import awscrt.checksums
 import boto3
 import pytest
 from botocore import UNSIGNED
+from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -385,3 +388,60 @@ def test_sigv4_header_auth_works_virtual_hosted(gw: RunningGateway, bucket: str)
     assert client.get_object(Bucket=bucket, Key="dir/virtual key")["Body"].read() == b"v"
     raw = rawhttp.signed(gw, "GET", "/dir/virtual%20key", host=f"{bucket}.localhost:{gw.port}")
     assert (raw.status, raw.body) == (200, b"v")
+
+
+# ------------------------------------------------------------------ signed headers, region
+
+
+def test_a_presigned_put_with_an_added_retention_header_is_refused(
+    gw: RunningGateway, s3: Any, bucket: str
+) -> None:
+    url = boto_client(gw).generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "kept"}, ExpiresIn=300
+    )
+    parts = urlsplit(url)
+    forged = rawhttp.send(
+        gw,
+        "PUT",
+        f"{parts.path}?{parts.query}",
+        headers={"Host": parts.netloc, "x-blindstore-retention-until": "1971-01-01"},
+        body=b"x",
+    )
+    assert (forged.status, forged.code) == (403, "AccessDenied")
+    assert forged.error()["HeadersNotSigned"] == "x-blindstore-retention-until"
+    _absent(s3, bucket, "kept")
+    # The URL itself, as issued, still works.
+    assert rawhttp.fetch(gw, url, "PUT", body=b"x").status == 200
+
+
+def _signed_for_region(gw: RunningGateway, region: str, path: str) -> tuple[AWSRequest, str]:
+    target = f"http://127.0.0.1:{gw.port}{path}"
+    request = AWSRequest(method="GET", url=target)
+    S3SigV4Auth(rawhttp.credentials(gw), "s3", region).add_auth(request)
+    return request, target
+
+
+def test_a_request_signed_for_another_region_is_refused_naming_the_gateways(
+    gw: RunningGateway, bucket: str
+) -> None:
+    request, _ = _signed_for_region(gw, "eu-west-1", object_path(bucket))
+    headers = {name: str(value) for name, value in request.headers.items()}
+    raw = rawhttp.send(gw, "GET", object_path(bucket), headers=headers)
+    assert (raw.status, raw.code) == (400, "AuthorizationHeaderMalformed")
+    region = gw.settings.s3.region
+    assert raw.error()["Region"] == region
+    assert raw.error()["Message"] == (
+        f"The authorization header is malformed; the region 'eu-west-1' is wrong; "
+        f"expecting '{region}'"
+    )
+
+
+def test_a_presigned_url_for_another_region_is_refused_naming_the_gateways(
+    gw: RunningGateway, s3: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="regional", Body=b"x")
+    request = AWSRequest(method="GET", url=f"{gw.endpoint}{object_path(bucket, 'regional')}")
+    S3SigV4QueryAuth(rawhttp.credentials(gw), "s3", "eu-west-1", expires=300).add_auth(request)
+    raw = rawhttp.fetch(gw, request.url)
+    assert (raw.status, raw.code) == (400, "AuthorizationQueryParametersError")
+    assert raw.error()["Region"] == gw.settings.s3.region

@@ -10,6 +10,8 @@ The documented availability choices, exercised against a real OpenBao that the t
   byte. Once the TTL has run out a cached object fails the same way (unit-tested with a fake
   clock in tests/unit/keys; here the expiry is stood for by evicting the entry).
 * HEAD and LIST read only the catalog: they keep working.
+* Authentication: a client whose secret this gateway already unsealed keeps working (its sealed
+  row is re-read, not re-opened); an access key not unsealed yet answers 503, not AccessDenied.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from blindstore.devtools.openbao import OpenBaoServer
@@ -72,6 +75,9 @@ def _outage(gw: RunningGateway, openbao: OpenBaoServer) -> None:
     s3.put_object(Bucket=BUCKET, Key="never-read", Body=never_read)
     # Its DEK was cached by the write; evicting it stands for the TTL running out.
     _evict(gw, "never-read")
+
+    # Credentials never used on this gateway: their sealed secret needs Transit.
+    late = gw.add_tenant("late")
 
     # Exactly one pre-wrapped DEK left in the pool when Vault goes away.
     tenant = gw.run(gw.gateway.catalog.get_tenant_by_name("demo"))
@@ -134,3 +140,8 @@ def _outage(gw: RunningGateway, openbao: OpenBaoServer) -> None:
         "read-before",
         "written-during-outage",
     ]
+
+    # An access key this gateway has not unsealed yet: 503, not AccessDenied (it is valid).
+    _assert_unavailable(gw.client(late.tenant).list_buckets)
+    raw = rawhttp.signed(gw, "GET", "/", creds=Credentials(late.access_key, late.secret_key))
+    assert (raw.status, raw.code) == (503, "ServiceUnavailable")

@@ -31,10 +31,18 @@ class Tenant:
 
 @dataclass(frozen=True, slots=True)
 class AccessKey:
+    """S3 credentials. The secret is kept sealed (wrapped under the credentials Transit key,
+    ``keys.credentials``): a copy of the catalog gives no usable secret.
+
+    ``secret_key`` is the clear secret of a row written before the catalog stored sealed
+    secrets (revision 0008), until ``seal_access_key`` replaces it; never written otherwise.
+    """
+
     access_key_id: str
-    secret_key: str = field(repr=False)
+    sealed_secret: str | None = field(repr=False)
     tenant_id: bytes
     created: float
+    secret_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,4 +602,16 @@ class Catalog(Protocol):
 
     async def delete_access_key(self, access_key_id: str) -> AccessKeyInfo | None:
         """Revoke credentials: remove the key; return it, or None if there was none."""
+        ...
+
+    async def access_keys_in_clear(self) -> list[AccessKey]:
+        """Access keys whose secret is still stored in clear (written before sealing)."""
+        ...
+
+    async def seal_access_key(self, access_key_id: str, sealed_secret: str) -> bool:
+        """Store the sealed secret of a key and erase its clear one; False if the key is gone.
+
+        On SQLite, the write-ahead log is then checkpointed and truncated, so that the erased
+        value lingers in no file (``secure_delete`` already zeroes freed pages).
+        """
         ...

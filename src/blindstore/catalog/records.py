@@ -86,13 +86,14 @@ def access_key_values(key: AccessKey) -> dict[str, Any]:
         "secret_key": key.secret_key,
         "tenant_id": key.tenant_id,
         "created": key.created,
+        "sealed_secret": key.sealed_secret,
     }
 
 
 def access_key_from_row(row: Sequence[Any]) -> AccessKey:
-    """An access key from its row."""
-    access_key_id, secret_key, tenant_id, created = row
-    return AccessKey(access_key_id, secret_key, tenant_id, created)
+    """An access key from its row (an emptied clear secret reads as None)."""
+    access_key_id, secret_key, tenant_id, created, sealed_secret = row
+    return AccessKey(access_key_id, sealed_secret, tenant_id, created, secret_key or None)
 
 
 def bucket_values(bucket: Bucket) -> dict[str, Any]:

@@ -53,9 +53,12 @@ access_keys = Table(
     "access_keys",
     metadata,
     Column("access_key_id", Text, primary_key=True),
-    Column("secret_key", Text, nullable=False),
+    #: The clear secret of a row written before revision 0008; NULL once sealed.
+    Column("secret_key", Text, nullable=True),
     Column("tenant_id", LargeBinary(16), ForeignKey(tenants.c.tenant_id), nullable=False),
     Column("created", Double, nullable=False),
+    #: The secret wrapped under the credentials Transit key (``keys.credentials``).
+    Column("sealed_secret", Text, nullable=True),
     Index(None, "tenant_id"),
 )
 

@@ -1,4 +1,5 @@
-"""The catalog's administrative queries: tenants and access keys, page by page, and revocation.
+"""The catalog's administrative queries: tenants and access keys, page by page, revocation, and
+the sealing of secrets stored in clear before revision 0008.
 
 A mixin of ``SqlCatalog`` (kept apart because they serve the admin plane, not the S3 hot path).
 Each method makes one hop to a worker thread through ``_read``/``_write``, which ``SqlCatalog``
@@ -11,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, update
 
-from blindstore.catalog.base import AccessKeyInfo, Tenant
-from blindstore.catalog.records import tenant_from_row
+from blindstore.catalog.base import AccessKey, AccessKeyInfo, Tenant
+from blindstore.catalog.records import access_key_from_row, tenant_from_row
 from blindstore.catalog.schema import access_keys, tenants
 
 T = TypeVar("T")
@@ -65,3 +66,34 @@ class AdminQueries:
             return None if row is None else AccessKeyInfo(*row)
 
         return await self._write(work)
+
+    async def access_keys_in_clear(self) -> list[AccessKey]:
+        def work(conn: Connection) -> list[AccessKey]:
+            rows = conn.execute(
+                select(access_keys)
+                .where(access_keys.c.secret_key.is_not(None), access_keys.c.secret_key != "")
+                .order_by(access_keys.c.access_key_id)
+            )
+            return [access_key_from_row(row) for row in rows]
+
+        return await self._read(work)
+
+    async def seal_access_key(self, access_key_id: str, sealed_secret: str) -> bool:
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
+                update(access_keys)
+                .where(access_keys.c.access_key_id == access_key_id)
+                .values(sealed_secret=sealed_secret, secret_key=None)
+            )
+            return bool(result.rowcount)
+
+        sealed = await self._write(work)
+
+        def truncate_journal(conn: Connection) -> None:
+            # The write-ahead log still holds the page images with the clear secret: copy it into
+            # the database (where secure_delete overwrote the value) and empty it.
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._read(truncate_journal)
+        return sealed

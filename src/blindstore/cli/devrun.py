@@ -19,6 +19,7 @@ from blindstore.config import Settings
 from blindstore.devtools.persistent import start_persistent_openbao
 from blindstore.gateway import Gateway
 from blindstore.keys.base import KeyWrapper
+from blindstore.keys.credentials import credentials_key_name
 from blindstore.keys.justification import job, justified
 from blindstore.logs import configure_logging
 
@@ -45,8 +46,12 @@ async def _demo_credentials(
     if isinstance(akid, str):
         existing = await catalog.get_access_key(akid)
         if existing is not None and existing.tenant_id == tenant.tenant_id:
-            return existing.access_key_id, existing.secret_key
-    added = await provision.add_access_key(catalog, tenant)
+            with justified(job("dev-provision", tenant=name)):
+                secret = await provision.open_secret(keys, existing, key_prefix=prefix)
+            if secret is not None:
+                return existing.access_key_id, secret
+    with justified(job("dev-provision", tenant=name)):
+        added = await provision.add_access_key(catalog, keys, tenant, key_prefix=prefix)
     return added.access_key_id, added.secret_key
 
 
@@ -87,8 +92,11 @@ def run_dev(
 
         async def prepare(gateway: Gateway) -> None:
             prefix = settings.vault.key_prefix
-            # Provisioning creates it in production; dev holds OpenBao's root token.
+            # Provisioning creates them in production; dev holds OpenBao's root token.
             await ensure_audit_key(settings, openbao.token)
+            await gateway.keys.create_key(credentials_key_name(prefix))
+            # A data directory from before sealed secrets: seal them before reusing them.
+            await provision.seal_stored_secrets(gateway.catalog, gateway.keys, key_prefix=prefix)
             akid, secret = await _demo_credentials(
                 gateway.catalog,
                 gateway.keys,

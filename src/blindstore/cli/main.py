@@ -42,6 +42,8 @@ app = typer.Typer(
 )
 tenants_app = typer.Typer(help="Tenants and their access keys.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+access_keys_app = typer.Typer(help="S3 access keys and their sealed secrets.", no_args_is_help=True)
+app.add_typer(access_keys_app, name="access-keys")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
@@ -116,7 +118,10 @@ def serve(config: Annotated[Path, typer.Option(help="Settings file (YAML).")]) -
     def ready(_gateway: object, bound_port: int) -> None:
         err_console.print(f"blindstore S3 endpoint: http://{settings.listen.host}:{bound_port}")
 
-    anyio.run(lambda: runtime.serve(settings, on_ready=ready), backend_options={"use_uvloop": True})
+    with reported_failures():
+        anyio.run(
+            lambda: runtime.serve(settings, on_ready=ready), backend_options={"use_uvloop": True}
+        )
 
 
 # ---------------------------------------------------------------------------- tenants
@@ -162,6 +167,28 @@ def tenants_list(data_dir: DataDirOption = None, config: ConfigOption = None) ->
             ]
         finally:
             await catalog.close()
+
+    console.print_json(data=run_job(main))
+
+
+@access_keys_app.command("seal")
+def access_keys_seal(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+    """Seal the secrets a catalog from before sealed secrets holds in clear, and erase them.
+
+    Runs with the gateway's settings (its Vault identity may encrypt under the credentials key);
+    `blindstore serve` and `dev` do the same before they listen. Idempotent.
+    """
+    from blindstore import provision, runtime
+    from blindstore.keys.credentials import credentials_key_name
+
+    async def main() -> dict[str, object]:
+        settings = resolve_settings(data_dir, config)
+        prefix = settings.vault.key_prefix
+        async with runtime.open_gateway(settings) as gateway:
+            sealed = await provision.seal_stored_secrets(
+                gateway.catalog, gateway.keys, key_prefix=prefix
+            )
+        return {"sealed": sealed, "credentials_key": credentials_key_name(prefix)}
 
     console.print_json(data=run_job(main))
 

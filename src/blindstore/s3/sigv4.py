@@ -9,21 +9,30 @@ end in the canonical request S3 itself builds:
   byte ``%XX``), then sorted by encoded name and value. A ``+`` in the raw query is a space, as
   in form encoding; the gateway's query parser must decode the same way, or a signed request
   could be read differently from how it was signed;
-* header values are trimmed and inner whitespace runs collapse to one space;
+* header values are trimmed and inner runs of ASCII whitespace collapse to one space, as AWS's
+  signers do (botocore, the AWS CRT, the JS and Java SDKs); other characters Python calls
+  whitespace (U+001F, U+00A0...) are kept as sent, or a value a CRT or Go client signed with
+  them would not verify;
 * the payload hash is the ``x-amz-content-sha256`` value, a hex digest or one of the literal
   streaming modes; presigned URLs use ``UNSIGNED-PAYLOAD``.
 
-Every ``x-amz-*`` header present must be signed (as S3 requires), so a third party cannot add
-metadata, a copy source or a payload mode to a captured request.
+Every ``x-amz-*`` header present must be signed (as S3 requires), and so must every
+``x-blindstore-*`` header (provenance, retention, data subject), so a third party cannot add
+metadata, a copy source, a payload mode, a retention date or a legal basis to a captured request
+or a presigned URL.
+
+The credential scope's region must be the gateway's (``s3.region``) when one is given, as S3
+answers for a request signed for another region.
 
 The work is split so that an asynchronous credential store fits: :func:`parse_signature` does
 everything that needs no secret (syntax, clock, canonical request), :func:`verify_signature` the
 HMAC. :func:`authenticate` chains both around a synchronous ``lookup``.
 
-Errors: ``AccessDenied`` (anonymous, expired presigned URL, unsigned ``x-amz-*`` header, session
-token), ``InvalidRequest`` (Signature Version 2, missing ``x-amz-content-sha256``),
-``InvalidArgument`` (two mechanisms at once, bad ``x-amz-content-sha256``),
-``AuthorizationHeaderMalformed`` / ``AuthorizationQueryParametersError`` (syntax, scope, region),
+Errors: ``AccessDenied`` (anonymous, expired presigned URL, unsigned ``x-amz-*`` or
+``x-blindstore-*`` header, session token), ``InvalidRequest`` (Signature Version 2, missing
+``x-amz-content-sha256``), ``InvalidArgument`` (two mechanisms at once, bad
+``x-amz-content-sha256``), ``AuthorizationHeaderMalformed`` /
+``AuthorizationQueryParametersError`` (syntax, scope, region not ``s3.region``),
 ``InvalidAccessKeyId``, ``RequestTimeTooSkewed``, ``SignatureDoesNotMatch``, and
 ``NotImplementedOperation`` for SigV4a streaming.
 """
@@ -75,6 +84,12 @@ _ACCESS_KEY_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _REGION = re.compile(r"[A-Za-z0-9-]{1,64}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _UNRESERVED_ONLY = re.compile(r"[A-Za-z0-9_.~-]*")
+#: What AWS's signers trim and collapse in header values: ASCII whitespace only.
+_ASCII_WHITESPACE = " \t\n\v\f\r"
+_ASCII_WHITESPACE_RUN = re.compile(r"[ \t\n\v\f\r]+")
+#: Headers that must be covered by the signature when present: S3's own, and the gateway's
+#: (their values decide retention, legal basis and data subject).
+_MUST_BE_SIGNED_PREFIXES = ("x-amz-", "x-blindstore-")
 
 _USE_SIGV4 = (
     "The authorization mechanism you have provided is not supported. "
@@ -481,8 +496,14 @@ def _parse_credential(
             f"This endpoint uses {TERMINATOR!r}."
         )
     if expected_region is not None and region != expected_region:
+        # S3's wording for each mechanism; the Region element names the one to sign for.
+        context = (
+            "The authorization header is malformed"
+            if error is AuthorizationHeaderMalformed
+            else "Error parsing the X-Amz-Credential parameter"
+        )
         raise error(
-            f"The region {region!r} is wrong; expecting {expected_region!r}",
+            f"{context}; the region '{region}' is wrong; expecting '{expected_region}'",
             Region=expected_region,
         )
     return access_key_id, scope_date, region
@@ -506,21 +527,31 @@ def _canonical_request(
     """The canonical request without its final payload-hash line."""
     headers = request.headers
     signed = set(signed_names)
-    for name in headers:
-        if name.startswith("x-amz-") and name not in signed:
-            raise AccessDenied(
-                "There were headers present in the request which were not signed",
-                HeadersNotSigned=name,
-            )
+    unsigned = sorted(
+        name for name in headers if name.startswith(_MUST_BE_SIGNED_PREFIXES) and name not in signed
+    )
+    if unsigned:
+        raise AccessDenied(
+            "There were headers present in the request which were not signed",
+            HeadersNotSigned=", ".join(unsigned),
+        )
     lines = []
     for name in signed_names:
         value = headers.get(name)
         if value is None:
             raise SignatureDoesNotMatch(f"The signed header {name!r} is missing from the request.")
-        # Trim and collapse whitespace runs, as botocore and S3 do.
-        lines.append(f"{name}:{' '.join(value.split())}\n")
+        lines.append(f"{name}:{canonical_header_value(value)}\n")
     path = request.raw_path or "/"
     return f"{request.method}\n{path}\n{query}\n{''.join(lines)}\n{signed_headers}"
+
+
+def canonical_header_value(value: str) -> str:
+    """SigV4's ``Trimall``: trim, and turn each run of ASCII whitespace into one space.
+
+    Not ``str.split()``: that also splits on U+001C-U+001F, U+0085, U+00A0 and the other
+    Unicode spaces, which AWS's signers (the CRT, Go, Java) keep as they are.
+    """
+    return _ASCII_WHITESPACE_RUN.sub(" ", value.strip(_ASCII_WHITESPACE))
 
 
 def _query_pairs(raw_query: str) -> list[tuple[str, str]]:

@@ -155,7 +155,9 @@ class S3App:
     ) -> None:
         self.gateway = gateway
         self.settings = settings
-        self.auth = Authenticator(gateway, clock=clock)
+        self.auth = Authenticator(
+            gateway, clock=clock, region=settings.s3.region, key_prefix=settings.vault.key_prefix
+        )
         self._admin_token = settings.admin.resolve_token()
         self._admin: Any = None
         # Request ids: a random per-process prefix and a counter. Unique without a syscall per

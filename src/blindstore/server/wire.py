@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import structlog
+
+from blindstore import provision
 from blindstore.errors import (
     EntityTooLarge,
     InvalidAccessKeyId,
     InvalidArgument,
+    KeyServiceError,
     KeyShredded,
     MissingContentLength,
 )
 from blindstore.gateway import Gateway, Principal
+from blindstore.keys import justification
 from blindstore.s3 import chunked, sigv4
 from blindstore.s3.checksums import BodyVerifier
 from blindstore.server.body import receive_body
 
 if TYPE_CHECKING:
-    from blindstore.catalog.base import Tenant
+    from blindstore.catalog.base import AccessKey, Tenant
     from blindstore.server.handlers import Context
     from blindstore.server.request import S3Request
+
+log = structlog.get_logger("blindstore.auth")
 
 #: Credentials are re-read from the catalog after this long, so a revoked key stops working
 #: within it.
@@ -81,28 +88,90 @@ class AuthContext:
         return VerifiedBody(BodyVerifier())
 
 
-class Authenticator:
-    """SigV4 verification with a short-lived cache of access keys."""
+@dataclass(frozen=True, slots=True)
+class _CachedKey:
+    secret: str = field(repr=False)
+    tenant: Tenant
+    #: The sealed value ``secret`` was unsealed from.
+    sealed: str = field(repr=False)
+    expires: float
 
-    def __init__(self, gateway: Gateway, *, clock: Callable[[], float] = time.time) -> None:
+
+class Authenticator:
+    """SigV4 verification with a short-lived cache of access keys.
+
+    ``region`` (``s3.region``), when given, is the only signing region accepted, as S3 refuses
+    a request signed for another region. Secrets are unsealed under the credentials key of
+    ``key_prefix`` (``vault.key_prefix``) and kept in clear in this cache only.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        clock: Callable[[], float] = time.time,
+        region: str | None = None,
+        key_prefix: str = "hgw-",
+    ) -> None:
         self.gateway = gateway
         self.clock = clock
-        self._cache: dict[str, tuple[str, Tenant, float]] = {}
+        self.region = region
+        self.key_prefix = key_prefix
+        self._cache: dict[str, _CachedKey] = {}
 
     async def _lookup(self, access_key_id: str) -> tuple[str, Tenant]:
+        """The secret and tenant of a key: from the cache, else unsealed by Transit.
+
+        After ``CREDENTIAL_CACHE_SECONDS`` the catalog row is read again (a revoked key stops
+        working); if it still holds the sealed value the cached secret came from, for the same
+        tenant, the secret is reused without a Transit call, so a Vault outage does not lock out
+        clients already known. An unknown key while Vault is unreachable →
+        ``KeyServiceUnavailable`` (503): it may well be valid.
+        """
         now = time.monotonic()
         cached = self._cache.get(access_key_id)
-        if cached is not None and cached[2] > now:
-            return cached[0], cached[1]
+        if cached is not None and cached.expires > now:
+            return cached.secret, cached.tenant
+        self._cache.pop(access_key_id, None)
         found = await self.gateway.lookup_access_key(access_key_id)
         if found is None:
-            self._cache.pop(access_key_id, None)
             raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
         key, tenant = found
+        if (
+            cached is not None
+            and key.sealed_secret is not None
+            and key.sealed_secret == cached.sealed
+            and key.tenant_id == cached.tenant.tenant_id
+        ):
+            secret: str | None = cached.secret
+        else:
+            secret = await self._unseal(key, tenant)
+        if secret is None or key.sealed_secret is None:
+            # A secret still in clear is never trusted (a catalog writer could have put it
+            # there): the gateway seals those before it listens.
+            raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[access_key_id] = (key.secret_key, tenant, now + CREDENTIAL_CACHE_SECONDS)
-        return key.secret_key, tenant
+        self._cache[access_key_id] = _CachedKey(
+            secret, tenant, key.sealed_secret, now + CREDENTIAL_CACHE_SECONDS
+        )
+        return secret, tenant
+
+    async def _unseal(self, key: AccessKey, tenant: Tenant) -> str | None:
+        why = justification.Justification(
+            tenant=tenant.name, principal=key.access_key_id, op="Authenticate"
+        )
+        try:
+            with justification.justified(why):
+                return await provision.open_secret(
+                    self.gateway.keys, key, key_prefix=self.key_prefix
+                )
+        except KeyServiceError as exc:
+            # Tampered, or moved from another key id or tenant: not this key's secret.
+            log.warning(
+                "credentials.unseal_refused", access_key_id=key.access_key_id, error=str(exc)
+            )
+            return None
 
     def forget(self, access_key_id: str) -> None:
         """Drop a (revoked) key from the cache: refused from the next request on."""
@@ -116,7 +185,7 @@ class Authenticator:
             headers=request.headers,
         )
         now = datetime.fromtimestamp(self.clock(), UTC)
-        claim = sigv4.parse_signature(signed, now)
+        claim = sigv4.parse_signature(signed, now, region=self.region)
         secret, tenant = await self._lookup(claim.access_key_id)
         result = sigv4.verify_signature(claim, secret)
         if tenant.shredded is not None or tenant.key_name in self.gateway.revoked_keys:

@@ -76,6 +76,7 @@ class OutageKeyWrapper:
         *,
         bucket: str | None = None,
         size: int | None = None,
+        pooled: bool = True,
     ) -> DataKey:
         return (await self.wrap_batch(key_name, tenant_id, 1))[0]
 

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import botocore.auth
 import botocore.crt.auth
@@ -773,3 +773,130 @@ def test_signing_keys_are_cached() -> None:
     _verify(request)
     info = derive_signing_key.cache_info()
     assert (info.misses, info.hits) == (1, 1)
+
+
+# Headers a presigned URL's holder could add: the gateway's own decide retention, legal basis
+# and data subject, so they must be signed like x-amz-* (issue 9, M2).
+
+
+def test_an_unsigned_x_blindstore_header_on_a_presigned_url_is_refused() -> None:
+    request = _presigned("https://s3.example.com/bucket/key", method="PUT")
+    with pytest.raises(AccessDenied, match="not signed") as caught:
+        _verify(_with_header(request, "x-blindstore-retention-until", "1971-01-01"))
+    assert caught.value.fields == {"HeadersNotSigned": "x-blindstore-retention-until"}
+
+
+def test_an_unsigned_x_blindstore_header_with_header_auth_is_refused() -> None:
+    request = _header_signed("PUT", "https://s3.example.com/bucket/key", data=b"x")
+    with pytest.raises(AccessDenied) as caught:
+        _verify(_with_header(request, "x-blindstore-legal-basis", "forged"))
+    assert caught.value.fields == {"HeadersNotSigned": "x-blindstore-legal-basis"}
+
+
+def test_every_unsigned_header_is_named() -> None:
+    request = _presigned("https://s3.example.com/bucket/key", method="PUT")
+    forged = _with_header(
+        _with_header(request, "x-blindstore-data-subject", "someone"), "x-amz-meta-a", "1"
+    )
+    with pytest.raises(AccessDenied) as caught:
+        _verify(forged)
+    assert caught.value.fields == {"HeadersNotSigned": "x-amz-meta-a, x-blindstore-data-subject"}
+
+
+def test_signed_x_blindstore_headers_verify() -> None:
+    request = _header_signed(
+        "PUT",
+        "https://s3.example.com/bucket/key",
+        data=b"x",
+        headers={"x-blindstore-retention-until": "2040-01-01", "x-blindstore-legal-basis": "care"},
+    )
+    assert "x-blindstore-retention-until" in request.headers["authorization"]
+    assert _verify(request).access_key_id == AKID
+
+
+def test_other_headers_need_not_be_signed() -> None:
+    request = _presigned("https://s3.example.com/bucket/key")
+    assert _verify(_with_header(request, "user-agent", "curl/8")).access_key_id == AKID
+
+
+# Header value canonicalisation (SigV4 "Trimall"), checked against AWS's own signers.
+
+
+def _crt_header_signed(url: str, headers: dict[str, str]) -> SigV4Request:
+    request = AWSRequest(method="GET", url=url, headers=headers)
+    botocore.crt.auth.CrtS3SigV4Auth(Credentials(AKID, SECRET), "s3", REGION).add_auth(request)
+    return _wire(request)
+
+
+@pytest.mark.parametrize(
+    "signer", [S3SigV4Auth, botocore.crt.auth.CrtS3SigV4Auth], ids=["botocore", "crt"]
+)
+def test_header_values_are_trimmed_and_ascii_whitespace_runs_collapsed(
+    signer: type[S3SigV4Auth],
+) -> None:
+    value = "  a\tb   c \t d  "
+    request = AWSRequest(
+        method="GET", url="https://s3.example.com/bucket/key", headers={"x-amz-meta-v": value}
+    )
+    signer(Credentials(AKID, SECRET), "s3", REGION).add_auth(request)
+    wire = _wire(request)
+    assert wire.headers["x-amz-meta-v"] == "a\tb   c \t d"
+    assert _verify(wire).access_key_id == AKID
+    claim = parse_signature(wire, SIGNED_AT)
+    assert "\nx-amz-meta-v:a b c d\n" in claim.canonical_request
+
+
+def test_non_ascii_whitespace_inside_a_header_value_is_kept_as_signed() -> None:
+    # The AWS CRT (AWS CLI v2, CRT-based SDKs) keeps U+001F, U+001E and the like: str.split()
+    # would have turned them into spaces, and such a request would not verify.
+    request = _crt_header_signed(
+        "https://s3.example.com/bucket/key", {"x-amz-meta-v": "a\x1fb\x1e\x1ec"}
+    )
+    assert _verify(request).access_key_id == AKID
+
+
+def test_a_value_whose_inner_separator_changed_does_not_verify() -> None:
+    request = _header_signed(
+        "GET", "https://s3.example.com/bucket/key", headers={"x-amz-meta-v": "a b"}
+    )
+    with pytest.raises(SignatureDoesNotMatch):
+        _verify(_with_header(request, "x-amz-meta-v", "a\x1fb"))
+
+
+# Region pinning: S3's exact error for each mechanism.
+
+
+def test_a_request_signed_for_another_region_names_the_expected_one() -> None:
+    request = _header_signed("GET", "https://s3.example.com/bucket/key")
+    with pytest.raises(AuthorizationHeaderMalformed) as caught:
+        authenticate(request, _lookup, SIGNED_AT, region="eu-central-1")
+    assert caught.value.message == (
+        f"The authorization header is malformed; the region '{REGION}' is wrong; "
+        "expecting 'eu-central-1'"
+    )
+    assert caught.value.fields == {"Region": "eu-central-1"}
+
+
+def test_a_presigned_url_for_another_region_names_the_expected_one() -> None:
+    request = _presigned("https://s3.example.com/bucket/key")
+    with pytest.raises(AuthorizationQueryParametersError) as caught:
+        authenticate(request, _lookup, SIGNED_AT, region="eu-central-1")
+    assert caught.value.message == (
+        f"Error parsing the X-Amz-Credential parameter; the region '{REGION}' is wrong; "
+        "expecting 'eu-central-1'"
+    )
+    assert caught.value.fields == {"Region": "eu-central-1"}
+
+
+def test_a_presigned_url_that_signs_an_x_blindstore_header_verifies_with_it() -> None:
+    request = AWSRequest(
+        method="PUT",
+        url="https://s3.example.com/bucket/key",
+        headers={"x-blindstore-retention-until": "2040-01-01"},
+    )
+    S3SigV4QueryAuth(Credentials(AKID, SECRET), "s3", REGION, expires=300).add_auth(request)
+    wire = _wire(request)
+    assert "x-blindstore-retention-until" in unquote(wire.raw_query)
+    assert _verify(wire).presigned
+    with pytest.raises(SignatureDoesNotMatch):
+        _verify(_with_header(wire, "x-blindstore-retention-until", "1971-01-01"))

@@ -222,7 +222,12 @@ async def create_access_key(tenant: TenantName, context: Context) -> NewAccessKe
     found = await _tenant(context, tenant)
     if found.shredded is not None:
         raise TenantShredded()
-    made = await provision.add_access_key(context.gateway.catalog, found)
+    made = await provision.add_access_key(
+        context.gateway.catalog,
+        context.gateway.keys,
+        found,
+        key_prefix=context.settings.vault.key_prefix,
+    )
     return NewAccessKey(
         tenant=found.name, access_key_id=made.access_key_id, secret_key=made.secret_key
     )
