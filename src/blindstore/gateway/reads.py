@@ -12,6 +12,7 @@ from blindstore.audit import facts as audit_facts
 from blindstore.backends.base import Backend
 from blindstore.catalog.base import ObjectRecord, StoredPart
 from blindstore.errors import (
+    AccessDenied,
     BackendUnavailable,
     BlobNotFound,
     IntegrityError,
@@ -35,10 +36,24 @@ class Reads(GatewayBase):
     """The read path of ``Gateway``."""
 
     async def head_object(self, principal: Principal, bucket_name: str, key: str) -> ObjectRecord:
+        """The caller's object row, authenticated: metadata is revealed only after the
+        revocation check and the row MAC (a shredded patient's metadata is refused too)."""
+        record = await self._lookup(principal, bucket_name, key)
+        await self._open_record(record)
+        return record
+
+    async def _lookup(self, principal: Principal, bucket_name: str, key: str) -> ObjectRecord:
+        """The object row, if it is the caller's tenant's; not yet authenticated."""
         await self.owned_bucket(principal, bucket_name)
         record = await self.catalog.get_object(bucket_name, key)
         if record is None:
             raise NoSuchKey(Key=key)
+        if record.tenant_id != principal.tenant.tenant_id:
+            # The bucket changed hands since ``owned_bucket`` cached its owner (deleted, then
+            # re-created by another tenant, possibly through another gateway), or the row was
+            # edited: either way not the caller's.
+            log.warning("object_of_another_tenant")
+            raise AccessDenied()
         audit_facts.note(record)
         return record
 
@@ -80,7 +95,10 @@ class Reads(GatewayBase):
         ``range_parser`` maps the object size to an inclusive range (or None for all of it);
         it is called once the size is known.
         """
-        record = await self.head_object(principal, bucket_name, key)
+        record = await self._lookup(principal, bucket_name, key)
+        # Before any answer that reveals metadata (304/412 and HEAD included): refused if
+        # shredded, and the row must be authentic.
+        dek = await self._open_record(record)
         check_read(conditions, record.etag, record.last_modified)
         start, end, partial = 0, record.size - 1, False
         if part_number is not None:
@@ -96,7 +114,6 @@ class Reads(GatewayBase):
             partial = True
         if head:
             return ObjectRead(record, start, end, partial, empty(), verified=False)
-        dek = await self._open_record(record)
         if not partial and len(record.parts) == 1 and record.size <= self.verify_whole_below:
             data = await self._from_any_replica(
                 record, lambda backend: self._open_small(backend, record, dek)
