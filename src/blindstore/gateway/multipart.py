@@ -93,8 +93,10 @@ class Multipart(Writes):
             raise NoSuchUpload(UploadId=upload_id)
         tenant = principal.tenant
         if upload.tenant_id != tenant.tenant_id or upload.container != tenant.container:
-            # Only a catalog edit makes a pending upload of one tenant sit in another's bucket
-            # (the bucket's uploads go with it; creation checks the owner in its transaction).
+            # Either the bucket changed hands since its owner was cached (AccessDenied, from the
+            # catalog now), or the row was edited: a bucket's uploads go with it, and creation
+            # checks the owner in its transaction.
+            await self.owned_bucket(principal, bucket_name, fresh=True)
             raise IntegrityError("upload row names another tenant or container")
         audit_facts.note(upload)
         return upload

@@ -12,7 +12,6 @@ from blindstore.audit import facts as audit_facts
 from blindstore.backends.base import Backend
 from blindstore.catalog.base import ObjectRecord, StoredPart
 from blindstore.errors import (
-    AccessDenied,
     BackendUnavailable,
     BlobNotFound,
     IntegrityError,
@@ -49,11 +48,11 @@ class Reads(GatewayBase):
         if record is None:
             raise NoSuchKey(Key=key)
         if record.tenant_id != principal.tenant.tenant_id:
-            # The bucket changed hands since ``owned_bucket`` cached its owner (deleted, then
-            # re-created by another tenant, possibly through another gateway), or the row was
-            # edited: either way not the caller's.
-            log.warning("object_of_another_tenant")
-            raise AccessDenied()
+            # Either the bucket changed hands since ``owned_bucket`` cached its owner (deleted,
+            # then re-created by another tenant, possibly through another gateway: AccessDenied
+            # from the catalog now), or the row was edited (it can only be refused).
+            await self.owned_bucket(principal, bucket_name, fresh=True)
+            raise IntegrityError("object row names another tenant")
         audit_facts.note(record)
         return record
 
