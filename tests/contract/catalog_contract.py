@@ -659,6 +659,7 @@ class CatalogContract:
         assert await catalog.get_upload("u1") == upload
         record = dataclasses.replace(
             make_object("photos", "big.bin"),
+            object_id=upload.object_id,
             provenance=upload.provenance,
             retention_until=upload.retention_until,
         )

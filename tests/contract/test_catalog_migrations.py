@@ -215,6 +215,7 @@ async def test_migrating_single_backend_rows_makes_one_element_replica_lists(
     values = {
         "tid": TENANT.tenant_id,
         "oid": b"o" * 16,
+        "uoid": b"u" * 16,
         "container": TENANT.container,
         "parts": '[[0,"00/aaaa",5,61,"e"]]',
     }
@@ -234,7 +235,7 @@ async def test_migrating_single_backend_rows_makes_one_element_replica_lists(
             )
             conn.execute(
                 text(
-                    "INSERT INTO uploads VALUES ('u1', 'photos', 'big', :tid, :oid, 'disk-1',"
+                    "INSERT INTO uploads VALUES ('u1', 'photos', 'big', :tid, :uoid, 'disk-1',"
                     " :container, 'vault:v1:x', 'k', 1, 3.0, '{}', '{}', '{}', NULL)"
                 ),
                 values,
@@ -259,3 +260,85 @@ async def test_migrating_single_backend_rows_makes_one_element_replica_lists(
     assert (upload.backends, upload.quorum) == (("disk-1",), 1)
     assert [(p.blob, p.backends) for p in parts] == [("00/bbbb", ("disk-1",))]
     assert schema_differences(empty_database) == []
+
+
+def _rows_at_0005(url: str, *, upload_object_id: bytes) -> None:
+    """A catalog at revision 0005 holding one object (id ``o…``) and one pending upload."""
+    engine = create_engine(url)
+    values = {
+        "tid": TENANT.tenant_id,
+        "oid": b"o" * 16,
+        "uoid": upload_object_id,
+        "parts": '[[0,"00/aaaa",5,61,"e"]]',
+        "names": '["d"]',
+    }
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0005")
+            conn.execute(
+                text(
+                    "INSERT INTO tenants (tenant_id, name, key_name, container, created)"
+                    " VALUES (:tid, 'acme', 'k', 'c', 1.0)"
+                ),
+                values,
+            )
+            conn.execute(text("INSERT INTO buckets VALUES ('photos', :tid, 1.0, 'r')"), values)
+            conn.execute(
+                text(
+                    "INSERT INTO objects (bucket, key, tenant_id, object_id, backends, container,"
+                    " parts, size, etag, last_modified, wrapped_dek, key_name, key_version,"
+                    " headers, user_metadata, checksums, tags, row_mac, repairs)"
+                    " VALUES ('photos', 'a', :tid, :oid, :names, 'c', :parts, 5, 'e', 2.0,"
+                    " 'vault:v1:x', 'k', 1, '{}', '{}', '{}', '{}', :oid, '[]')"
+                ),
+                values,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO uploads (upload_id, bucket, key, tenant_id, object_id, backends,"
+                    " container, wrapped_dek, key_name, key_version, initiated, headers,"
+                    " user_metadata, tags, quorum)"
+                    " VALUES ('u1', 'photos', 'big', :tid, :uoid, :names, 'c', 'vault:v1:x',"
+                    " 'k', 1, 3.0, '{}', '{}', '{}', 1)"
+                ),
+                values,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO upload_parts (upload_id, part_number, blob, size, stored_size,"
+                    " etag, last_modified, checksums, backends)"
+                    " VALUES ('u1', 1, '00/bbbb', 5, 61, 'p', 4.0, '{}', :names)"
+                ),
+                values,
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_uploads_pending_at_revision_0007_are_kept_without_a_mac(
+    empty_database: str,
+) -> None:
+    _rows_at_0005(empty_database, upload_object_id=b"u" * 16)
+
+    catalog = SqlCatalog(empty_database)
+    try:
+        upload = await catalog.get_upload("u1")
+        parts, _ = await catalog.list_parts("u1")
+    finally:
+        await catalog.close()
+
+    # Without a MAC the gateway refuses to continue or complete them (abort still works).
+    assert upload is not None
+    assert upload.row_mac == b""
+    assert [(p.blob, p.row_mac) for p in parts] == [("00/bbbb", b"")]
+    assert schema_differences(empty_database) == []
+
+
+async def test_a_catalog_reusing_an_object_id_is_not_migrated_to_0007(
+    empty_database: str,
+) -> None:
+    _rows_at_0005(empty_database, upload_object_id=b"o" * 16)
+
+    with pytest.raises(RuntimeError, match="object ids are used by more than one"):
+        SqlCatalog(empty_database)
+    assert current_revision(empty_database) == "0005"

@@ -9,10 +9,11 @@ import pytest
 
 from blindstore.catalog.sql import SqlCatalog
 from tests.contract.catalog_contract import CatalogContract
+from tests.contract.catalog_tenancy_contract import TenancyContract
 from tests.contract.postgres import empty_tables
 
 
-class TestSqliteFileCatalog(CatalogContract):
+class TestSqliteFileCatalog(CatalogContract, TenancyContract):
     @pytest.fixture
     async def catalog(self, tmp_path: Path) -> AsyncIterator[SqlCatalog]:
         catalog = SqlCatalog(f"sqlite:///{tmp_path / 'catalog.db'}")
@@ -20,7 +21,7 @@ class TestSqliteFileCatalog(CatalogContract):
         await catalog.close()
 
 
-class TestSqliteMemoryCatalog(CatalogContract):
+class TestSqliteMemoryCatalog(CatalogContract, TenancyContract):
     @pytest.fixture
     async def catalog(self) -> AsyncIterator[SqlCatalog]:
         catalog = SqlCatalog("sqlite://")
@@ -28,7 +29,7 @@ class TestSqliteMemoryCatalog(CatalogContract):
         await catalog.close()
 
 
-class TestPostgresCatalog(CatalogContract):
+class TestPostgresCatalog(CatalogContract, TenancyContract):
     @pytest.fixture
     async def catalog(self, postgres_url: str) -> AsyncIterator[SqlCatalog]:
         catalog = SqlCatalog(postgres_url)

@@ -259,6 +259,21 @@ def test_subject_shred_makes_exactly_that_subjects_objects_unreadable(
     assert pending["keys"] == [a1.key_name]
     _eventually(lambda: _refused(s3, bucket, "a/1.dcm"))
     assert _refused(s3, bucket, "a/2.dcm")
+    # Nor is the shredded patient's metadata served, by any path that reveals it.
+    etag = record(gw, bucket, "a/1.dcm").etag
+    for metadata in (
+        lambda: s3.head_object(Bucket=bucket, Key="a/1.dcm"),
+        lambda: s3.head_object(Bucket=bucket, Key="a/1.dcm", IfNoneMatch=f'"{etag}"'),
+        lambda: s3.get_object(Bucket=bucket, Key="a/1.dcm", IfNoneMatch=f'"{etag}"'),
+        lambda: s3.get_object(Bucket=bucket, Key="a/1.dcm", IfMatch='"other"'),
+        lambda: s3.get_object_tagging(Bucket=bucket, Key="a/1.dcm"),
+        lambda: s3.put_object_tagging(
+            Bucket=bucket, Key="a/1.dcm", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
+        ),
+    ):
+        with pytest.raises(ClientError) as refused:
+            metadata()
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
     assert s3.get_object(Bucket=bucket, Key="b/1.dcm")["Body"].read() == b"b one"
     assert s3.get_object(Bucket=bucket, Key="b/copy.dcm")["Body"].read() == b"b one"
     assert s3.get_object(Bucket=bucket, Key="plain.txt")["Body"].read() == b"no subject"

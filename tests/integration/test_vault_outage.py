@@ -131,9 +131,14 @@ def _outage(gw: RunningGateway, openbao: OpenBaoServer) -> None:
     ranged = s3.get_object(Bucket=BUCKET, Key="read-before", Range="bytes=100-199")
     assert ranged["Body"].read() == read_before[100:200]
 
-    # Catalog-only operations need no key.
-    head = s3.head_object(Bucket=BUCKET, Key="never-read")
-    assert head["ContentLength"] == len(never_read)
+    # Metadata is answered only once the row MAC verified, which needs the DEK: a HEAD fails
+    # closed without a cached one, and answers within the cache TTL.
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=BUCKET, Key="never-read")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503  # HEAD: no body
+    head = s3.head_object(Bucket=BUCKET, Key="read-before")
+    assert head["ContentLength"] == len(read_before)
+    # Listing is catalog-only: it needs no key.
     listed = s3.list_objects_v2(Bucket=BUCKET)
     assert sorted(o["Key"] for o in listed["Contents"]) == [
         "never-read",

@@ -128,6 +128,9 @@ class Upload:
     quorum: int = 1
     provenance: dict[str, str] = field(default_factory=dict)
     retention_until: float | None = None
+    #: HMAC over the canonical upload row, keyed from the DEK; empty for an upload started
+    #: before catalog revision 0007 (refused: it cannot be authenticated).
+    row_mac: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,8 @@ class UploadPart:
     checksums: dict[str, str] = field(default_factory=dict)
     #: Where this part landed (a subset of the upload's targets, at least its quorum).
     backends: tuple[str, ...] = ()
+    #: HMAC over the canonical part row, keyed from the upload's DEK; empty before 0007.
+    row_mac: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,18 +312,28 @@ class Catalog(Protocol):
         row's etag must equal it (PreconditionFailed otherwise, NoSuchKey if there is no row).
         Returns the replaced row, or None. The replaced row's blobs (except any ``record``
         uses) are recorded for deferred deletion in the same transaction (``due_deletions``).
+
+        Checked in the commit's transaction, whatever a caller's cache says: the bucket exists
+        (NoSuchBucket) and is ``record.tenant_id``'s (AccessDenied); no other object row and no
+        pending upload holds ``record.object_id`` (IntegrityError).
         """
         ...
 
     async def get_object(self, bucket: str, key: str) -> ObjectRecord | None: ...
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+    async def delete_object(
+        self, bucket: str, key: str, *, tenant_id: bytes | None = None
+    ) -> ObjectRecord | None:
         """Remove a row; return it, or None if there was none. Its blobs are recorded for
-        deferred deletion in the same transaction."""
+        deferred deletion in the same transaction. With ``tenant_id``: AccessDenied unless that
+        tenant owns the bucket and the row, checked in the same transaction."""
         ...
 
-    async def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        """Replace an object's tags; NoSuchKey if absent."""
+    async def set_tags(
+        self, bucket: str, key: str, tags: dict[str, str], *, tenant_id: bytes | None = None
+    ) -> None:
+        """Replace an object's tags; NoSuchKey if absent. With ``tenant_id``: AccessDenied
+        unless that tenant owns the bucket and the row, checked in the same transaction."""
         ...
 
     async def list_objects(
@@ -329,13 +344,19 @@ class Catalog(Protocol):
         delimiter: str = "",
         start_after: str = "",
         max_keys: int = 1000,
+        tenant_id: bytes | None = None,
     ) -> ListPage:
         """Keys > start_after with the prefix, in byte order; keys containing ``delimiter`` after
-        the prefix are rolled up into common prefixes (each counts once towards max_keys)."""
+        the prefix are rolled up into common prefixes (each counts once towards max_keys).
+        With ``tenant_id``: AccessDenied unless that tenant owns the bucket (same snapshot)."""
         ...
 
     # multipart
-    async def create_upload(self, upload: Upload) -> None: ...
+    async def create_upload(self, upload: Upload) -> None:
+        """Record a pending upload; NoSuchBucket, AccessDenied unless ``upload.tenant_id`` owns
+        the bucket, IntegrityError if an object or upload holds its object id."""
+        ...
+
     async def get_upload(self, upload_id: str) -> Upload | None: ...
 
     async def put_part(self, part: UploadPart) -> UploadPart | None:
@@ -355,7 +376,11 @@ class Catalog(Protocol):
         key_marker: str = "",
         upload_id_marker: str = "",
         max_uploads: int = 1000,
-    ) -> UploadPage: ...
+        tenant_id: bytes | None = None,
+    ) -> UploadPage:
+        """Pending uploads of a bucket (ListMultipartUploads). With ``tenant_id``: AccessDenied
+        unless that tenant owns the bucket (same snapshot)."""
+        ...
 
     async def complete_upload(
         self,

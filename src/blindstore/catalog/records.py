@@ -210,6 +210,7 @@ def upload_values(upload: Upload) -> dict[str, Any]:
         "quorum": upload.quorum,
         "provenance": encode_dict(upload.provenance),
         "retention_until": upload.retention_until,
+        "row_mac": upload.row_mac or None,
     }
 
 
@@ -234,6 +235,7 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         quorum,
         provenance,
         retention_until,
+        row_mac,
     ) = row
     return Upload(
         upload_id,
@@ -254,6 +256,7 @@ def upload_from_row(row: Sequence[Any]) -> Upload:
         quorum,
         decode_dict(provenance),
         retention_until,
+        row_mac or b"",
     )
 
 
@@ -269,12 +272,24 @@ def part_values(part: UploadPart) -> dict[str, Any]:
         "last_modified": part.last_modified,
         "checksums": encode_dict(part.checksums),
         "backends": encode_names(part.backends),
+        "row_mac": part.row_mac or None,
     }
 
 
 def part_from_row(row: Sequence[Any]) -> UploadPart:
     """An upload part from its row."""
-    upload_id, part_number, blob, size, stored_size, etag, last_modified, checksums, backends = row
+    (
+        upload_id,
+        part_number,
+        blob,
+        size,
+        stored_size,
+        etag,
+        last_modified,
+        checksums,
+        backends,
+        row_mac,
+    ) = row
     return UploadPart(
         upload_id,
         part_number,
@@ -285,6 +300,7 @@ def part_from_row(row: Sequence[Any]) -> UploadPart:
         last_modified,
         decode_dict(checksums),
         decode_names(backends),
+        row_mac or b"",
     )
 
 

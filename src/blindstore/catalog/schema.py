@@ -102,6 +102,9 @@ objects = Table(
     #: Retention end (seconds since the epoch), for ``blindstore retention enforce``.
     Column("retention_until", Double, nullable=True),
     Index(None, "retention_until"),
+    # An object id names one object version, for ever: never two rows (nor a pending upload,
+    # see ``SqlCatalog._require_unused_object_id``) with one id.
+    Index(None, "object_id", unique=True),
 )
 
 uploads = Table(
@@ -126,8 +129,12 @@ uploads = Table(
     Column("quorum", Integer, nullable=False),
     Column("provenance", Text, nullable=False, server_default="{}"),
     Column("retention_until", Double, nullable=True),
+    #: HMAC over the canonical upload row, keyed from the DEK (catalog revision 0007); NULL for
+    #: uploads started before it, which are refused (docs/format.md §7).
+    Column("row_mac", LargeBinary, nullable=True),
     # ListMultipartUploads pages by (key, upload_id) within a bucket.
     Index(None, "bucket", "key", "upload_id"),
+    Index(None, "object_id", unique=True),
 )
 
 upload_parts = Table(
@@ -148,6 +155,8 @@ upload_parts = Table(
     Column("checksums", Text, nullable=False),
     #: JSON list of the backends this part landed on.
     Column("backends", Text, nullable=False),
+    #: HMAC over the canonical part row, keyed from the DEK (catalog revision 0007).
+    Column("row_mac", LargeBinary, nullable=True),
 )
 
 #: Per data-subject (patient) Transit keys. The subject id itself is never stored: only

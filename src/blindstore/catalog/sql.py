@@ -93,10 +93,12 @@ from blindstore.catalog.sql_deferred import DeferredDeleteQueries, record_retire
 from blindstore.catalog.sql_keys import KeyLifecycleQueries
 from blindstore.catalog.sql_reports import ReportQueries
 from blindstore.errors import (
+    AccessDenied,
     BlindstoreError,
     BucketAlreadyExists,
     BucketNotEmpty,
     ConditionalRequestConflict,
+    IntegrityError,
     InvalidArgument,
     NoSuchBucket,
     NoSuchKey,
@@ -346,7 +348,9 @@ class SqlCatalog(
     ) -> ObjectRecord | None:
         """Commit a row, replacing any with the same (bucket, key); return the replaced row.
 
-        Raises NoSuchBucket, and for the conditions PreconditionFailed or NoSuchKey.
+        Raises NoSuchBucket, AccessDenied if the bucket is not ``record.tenant_id``'s (checked in
+        the transaction), IntegrityError if another row or upload holds the object id, and for
+        the conditions PreconditionFailed or NoSuchKey.
         ``audit``: appended to the audit chain in the same transaction.
         """
 
@@ -368,6 +372,10 @@ class SqlCatalog(
         if_match: str | None,
         if_none_match: bool,
     ) -> ObjectRecord | None:
+        # Ownership is checked here, in the commit's transaction, whatever the gateway's bucket
+        # cache said: a bucket deleted and re-created by another tenant meanwhile is refused.
+        self._require_owner(conn, record.bucket, record.tenant_id, lock=True)
+        self._require_unused_object_id(conn, record.object_id, (record.bucket, record.key))
         current = conn.execute(
             self._statements.lock_object, {"bucket": record.bucket, "key": record.key}
         ).first()
@@ -383,7 +391,10 @@ class SqlCatalog(
             try:
                 inserted = conn.execute(self._statements.insert_object, values).rowcount
             except sa_exc.IntegrityError as exc:
-                raise NoSuchBucket(BucketName=record.bucket) from exc
+                if _is_foreign_key_violation(exc):
+                    raise NoSuchBucket(BucketName=record.bucket) from exc
+                # A concurrent commit took the object id (the unique index caught it).
+                raise IntegrityError("object id already in use") from exc
             if inserted == 0:
                 # A concurrent writer inserted the key between our read and our insert.
                 if if_none_match:
@@ -407,10 +418,23 @@ class SqlCatalog(
 
         return await self._run(_READ, work)
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
-        """Remove a row and return it, or None if there was none."""
+    async def delete_object(
+        self, bucket: str, key: str, *, tenant_id: bytes | None = None
+    ) -> ObjectRecord | None:
+        """Remove a row and return it, or None if there was none.
+
+        With ``tenant_id``: NoSuchBucket, or AccessDenied unless that tenant owns the bucket
+        (checked in the transaction); a row of another tenant is left alone (AccessDenied).
+        """
 
         def work(conn: Connection) -> ObjectRecord | None:
+            if tenant_id is not None:
+                self._require_owner(conn, bucket, tenant_id, lock=True)
+                current = conn.execute(
+                    self._statements.lock_object, {"bucket": bucket, "key": key}
+                ).first()
+                if current is not None and current.tenant_id != tenant_id:
+                    raise AccessDenied()
             row = conn.execute(
                 self._statements.delete_object, {"bucket": bucket, "key": key}
             ).first()
@@ -422,16 +446,26 @@ class SqlCatalog(
 
         return await self._run(_WRITE, work)
 
-    async def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        """Replace an object's tags; NoSuchKey if absent."""
+    async def set_tags(
+        self, bucket: str, key: str, tags: dict[str, str], *, tenant_id: bytes | None = None
+    ) -> None:
+        """Replace an object's tags; NoSuchKey if absent.
+
+        With ``tenant_id``: NoSuchBucket, or AccessDenied unless that tenant owns the bucket
+        and the row (checked in the transaction).
+        """
 
         def work(conn: Connection) -> None:
+            match = [objects.c.bucket == bucket, objects.c.key == key]
+            if tenant_id is not None:
+                self._require_owner(conn, bucket, tenant_id, lock=True)
+                match.append(objects.c.tenant_id == tenant_id)
             changed = conn.execute(
-                update(objects)
-                .where(objects.c.bucket == bucket, objects.c.key == key)
-                .values(tags=encode_dict(tags))
+                update(objects).where(*match).values(tags=encode_dict(tags))
             ).rowcount
             if changed == 0:
+                if tenant_id is not None and self._object_exists(conn, bucket, key):
+                    raise AccessDenied()
                 raise NoSuchKey(Key=key)
 
         await self._run(_WRITE, work)
@@ -444,15 +478,20 @@ class SqlCatalog(
         delimiter: str = "",
         start_after: str = "",
         max_keys: int = 1000,
+        tenant_id: bytes | None = None,
     ) -> ListPage:
         """One page of keys and common prefixes greater than ``start_after``, in byte order.
 
         ``next_marker`` is the last entry returned when the page is truncated, else None.
-        Raises NoSuchBucket.
+        Raises NoSuchBucket; with ``tenant_id``, AccessDenied unless that tenant owns the bucket
+        (in the same snapshot as the page: names never reach a tenant the bucket left).
         """
 
         def work(conn: Connection) -> ListPage:
-            self._require_bucket(conn, bucket)
+            if tenant_id is None:
+                self._require_bucket(conn, bucket)
+            else:
+                self._require_owner(conn, bucket, tenant_id, lock=False)
 
             def fetch(lower: str, inclusive: bool, upper: str | None, limit: int) -> list[Any]:
                 key = objects.c.key
@@ -486,15 +525,18 @@ class SqlCatalog(
     # -- multipart --------------------------------------------------------------------------
 
     async def create_upload(self, upload: Upload) -> None:
-        """Record a new multipart upload; NoSuchBucket if the bucket is gone."""
+        """Record a new multipart upload; NoSuchBucket if the bucket is gone, AccessDenied if
+        it is not ``upload.tenant_id``'s, IntegrityError if the object id is in use."""
 
         def work(conn: Connection) -> None:
+            self._require_owner(conn, upload.bucket, upload.tenant_id, lock=True)
+            self._require_unused_object_id(conn, upload.object_id, None)
             try:
                 conn.execute(uploads.insert(), upload_values(upload))
             except sa_exc.IntegrityError as exc:
                 if _is_foreign_key_violation(exc):
                     raise NoSuchBucket(BucketName=upload.bucket) from exc
-                raise
+                raise IntegrityError("object id already in use") from exc
 
         await self._run(_WRITE, work)
 
@@ -564,15 +606,19 @@ class SqlCatalog(
         key_marker: str = "",
         upload_id_marker: str = "",
         max_uploads: int = 1000,
+        tenant_id: bytes | None = None,
     ) -> UploadPage:
         """Pending uploads by (key, upload id) after the markers, as ListMultipartUploads.
 
         Without ``upload_id_marker`` the listing starts after every upload of ``key_marker``.
-        Raises NoSuchBucket.
+        Raises NoSuchBucket; with ``tenant_id``, AccessDenied unless that tenant owns it.
         """
 
         def work(conn: Connection) -> UploadPage:
-            self._require_bucket(conn, bucket)
+            if tenant_id is None:
+                self._require_bucket(conn, bucket)
+            else:
+                self._require_owner(conn, bucket, tenant_id, lock=False)
             if max_uploads <= 0:
                 return UploadPage([], False)
             key = uploads.c.key
@@ -617,8 +663,9 @@ class SqlCatalog(
             upload = conn.execute(self._statements.lock_upload, {"upload_id": upload_id}).first()
             if upload is None:
                 raise NoSuchUpload(UploadId=upload_id)
-            if (upload.bucket, upload.key) != (record.bucket, record.key):
-                raise BlindstoreError("The completed object does not match its upload.")
+            expected = (upload.bucket, upload.key, upload.tenant_id, upload.object_id)
+            if expected != (record.bucket, record.key, record.tenant_id, record.object_id):
+                raise IntegrityError("the completed object does not match its upload")
             parts = [
                 part_from_row(row)
                 for row in conn.execute(self._statements.delete_parts, {"upload_id": upload_id})
@@ -855,6 +902,43 @@ class SqlCatalog(
         if conn.execute(self._statements.bucket_by_name, {"name": bucket}).first() is None:
             raise NoSuchBucket(BucketName=bucket)
 
+    def _require_owner(
+        self, conn: Connection, bucket: str, tenant_id: bytes, *, lock: bool
+    ) -> None:
+        """NoSuchBucket, or AccessDenied unless ``tenant_id`` owns ``bucket`` now.
+
+        ``lock``: keep the bucket row from being deleted (and re-created by someone else) until
+        the caller's transaction ends (PostgreSQL ``FOR SHARE``; SQLite writers are serialised).
+        """
+        statement = self._statements.share_bucket if lock else self._statements.bucket_by_name
+        row = conn.execute(statement, {"name": bucket}).first()
+        if row is None:
+            raise NoSuchBucket(BucketName=bucket)
+        if row.tenant_id != tenant_id:
+            raise AccessDenied()
+
+    def _require_unused_object_id(
+        self, conn: Connection, object_id: bytes, replacing: tuple[str, str] | None
+    ) -> None:
+        """IntegrityError if an object row (other than the one at ``replacing``, bucket and key)
+        or a pending upload holds ``object_id``: an id names one object version; reusing one
+        would let a planted upload or row pass for another object (unique indexes back this)."""
+        if replacing is None:
+            holder = conn.execute(self._statements.object_id_used, {"object_id": object_id})
+        else:
+            bucket, key = replacing
+            where = {"object_id": object_id, "bucket": bucket, "key": key}
+            holder = conn.execute(self._statements.object_id_elsewhere, where)
+        if holder.first() is not None:
+            raise IntegrityError("object id already used by another object")
+        pending = conn.execute(self._statements.object_id_pending, {"object_id": object_id})
+        if pending.first() is not None:
+            raise IntegrityError("object id already used by a pending upload")
+
+    def _object_exists(self, conn: Connection, bucket: str, key: str) -> bool:
+        row = conn.execute(self._statements.object_by_key, {"bucket": bucket, "key": key})
+        return row.first() is not None
+
 
 def _row_key(row: Any) -> str:
     key: str = row.key
@@ -872,6 +956,7 @@ class _Statements:
         )
         self.bucket_by_name = select(buckets).where(buckets.c.name == bindparam("name"))
         self.lock_bucket = self.bucket_by_name.with_for_update()
+        self.share_bucket = self.bucket_by_name.with_for_update(read=True)
 
         object_match = and_(
             objects.c.bucket == bindparam("bucket"), objects.c.key == bindparam("key")
@@ -888,6 +973,16 @@ class _Statements:
         )
         self.update_object = update(objects).where(
             objects.c.bucket == bindparam("where_bucket"), objects.c.key == bindparam("where_key")
+        )
+        self.object_id_used = select(objects.c.object_id).where(
+            objects.c.object_id == bindparam("object_id")
+        )
+        self.object_id_elsewhere = select(objects.c.object_id).where(
+            objects.c.object_id == bindparam("object_id"),
+            or_(objects.c.bucket != bindparam("bucket"), objects.c.key != bindparam("key")),
+        )
+        self.object_id_pending = select(uploads.c.object_id).where(
+            uploads.c.object_id == bindparam("object_id")
         )
 
         self.upload_by_id = select(uploads).where(uploads.c.upload_id == bindparam("upload_id"))

@@ -16,7 +16,15 @@ from blindstore.crypto import sizes
 from blindstore.crypto._cobblestone import ChunkStream
 from blindstore.crypto._envelope import ID_SIZE, MAX_PART_NUMBER
 from blindstore.crypto._open import SegmentOpener, open_segment, segment_reader
-from blindstore.crypto._rowmac import ROW_MAC_SIZE, row_mac, verify_row_mac
+from blindstore.crypto._rowmac import (
+    ROW_MAC_SIZE,
+    part_mac,
+    row_mac,
+    upload_mac,
+    verify_part_mac,
+    verify_row_mac,
+    verify_upload_mac,
+)
 from blindstore.crypto._seal import SegmentSealer, seal_segment
 from blindstore.crypto.sizes import (
     CHUNK,
@@ -49,11 +57,15 @@ __all__ = [
     "chunk_count",
     "chunk_span",
     "open_segment",
+    "part_mac",
     "plaintext_length",
     "row_mac",
     "seal_segment",
     "segment_reader",
     "segment_size",
     "sizes",
+    "upload_mac",
+    "verify_part_mac",
     "verify_row_mac",
+    "verify_upload_mac",
 ]

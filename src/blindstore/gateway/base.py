@@ -106,19 +106,24 @@ class GatewayBase:
 
     # ------------------------------------------------------------------ buckets
 
-    async def _bucket(self, name: str) -> Bucket | None:
+    async def _bucket(self, name: str, *, fresh: bool = False) -> Bucket | None:
         cached = self._bucket_cache.get(name)
         now = self._mono()
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > now and not fresh:
             return cached[0]
+        self._bucket_cache.pop(name, None)
         bucket = await self.catalog.get_bucket(name)
         if bucket is not None:
             self._bucket_cache[name] = (bucket, now + self._bucket_cache_seconds)
         return bucket
 
-    async def owned_bucket(self, principal: Principal, name: str) -> Bucket:
-        """The bucket if the caller's tenant owns it; AccessDenied if another tenant does."""
-        bucket = await self._bucket(name)
+    async def owned_bucket(self, principal: Principal, name: str, *, fresh: bool = False) -> Bucket:
+        """The bucket if the caller's tenant owns it; AccessDenied if another tenant does.
+
+        The answer may be up to ``bucket_cache_seconds`` old (``fresh``: read the catalog now):
+        writes re-check ownership in their catalog transaction, reads check each row's tenant.
+        """
+        bucket = await self._bucket(name, fresh=fresh)
         if bucket is None:
             raise NoSuchBucket(BucketName=name)
         if bucket.tenant_id != principal.tenant.tenant_id:

@@ -22,7 +22,9 @@ class Gateway(Multipart, Reads):
 
     async def delete_object(self, principal: Principal, bucket_name: str, key: str) -> None:
         await self.owned_bucket(principal, bucket_name)
-        removed = await self.catalog.delete_object(bucket_name, key)
+        removed = await self.catalog.delete_object(
+            bucket_name, key, tenant_id=principal.tenant.tenant_id
+        )
         if removed is not None:
             audit_facts.note(removed)
             self._retired(removed)
@@ -41,13 +43,17 @@ class Gateway(Multipart, Reads):
         return removed
 
     async def get_tags(self, principal: Principal, bucket_name: str, key: str) -> dict[str, str]:
+        # Tags are outside the row MAC, but answering proves the object exists and is readable:
+        # same checks as HEAD (revocation, then the MAC).
         return (await self.head_object(principal, bucket_name, key)).tags
 
     async def put_tags(
         self, principal: Principal, bucket_name: str, key: str, tags: dict[str, str]
     ) -> None:
-        await self.owned_bucket(principal, bucket_name)
-        await self.catalog.set_tags(bucket_name, key, tags)
+        # No DEK needed (tags are outside the row MAC), but a shredded object is not written.
+        record = await self._lookup(principal, bucket_name, key)
+        self.check_not_revoked(record.key_name)
+        await self.catalog.set_tags(bucket_name, key, tags, tenant_id=principal.tenant.tenant_id)
 
     async def list_objects(
         self,
@@ -66,6 +72,7 @@ class Gateway(Multipart, Reads):
             delimiter=delimiter,
             start_after=start_after,
             max_keys=max_keys,
+            tenant_id=principal.tenant.tenant_id,
         )
 
     # ------------------------------------------------------------------ copy
@@ -91,18 +98,19 @@ class Gateway(Multipart, Reads):
         ``meta`` None means COPY (keep the source's metadata), ``tags`` None keeps the source's.
         """
         await self.owned_bucket(principal, dst_bucket)
-        source = await self.head_object(principal, src_bucket, src_key)
-        check_copy_source(source_conditions, source.etag, source.last_modified)
-        if meta is None and src_bucket == dst_bucket and src_key == dst_key:
-            raise InvalidRequest(
-                "This copy request is illegal because it is trying to copy an object to itself "
-                "without changing the object's metadata, storage class, website redirect location "
-                "or encryption attributes."
-            )
+        source = await self._lookup(principal, src_bucket, src_key)
         # The source's blobs are leased while they are copied, as for a GET.
         lease = self.leases.hold(source)
         try:
+            # Revocation and the row MAC before the copy-source conditions reveal anything.
             dek = await self._open_record(source)
+            check_copy_source(source_conditions, source.etag, source.last_modified)
+            if meta is None and src_bucket == dst_bucket and src_key == dst_key:
+                raise InvalidRequest(
+                    "This copy request is illegal because it is trying to copy an object to "
+                    "itself without changing the object's metadata, storage class, website "
+                    "redirect location or encryption attributes."
+                )
         except BaseException:
             lease.release()
             raise

@@ -5,18 +5,23 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import structlog
 
+from blindstore import crypto
 from blindstore.audit import facts as audit_facts
 from blindstore.backends.base import Backend
 from blindstore.catalog.base import ObjectRecord, StoredPart, Upload, UploadPage, UploadPart
 from blindstore.errors import (
     BackendUnavailable,
+    BlindstoreError,
     EntityTooSmall,
+    IntegrityError,
     InvalidArgument,
     InvalidPart,
     InvalidPartOrder,
+    InvalidRequest,
     MalformedXML,
     NoSuchUpload,
 )
@@ -26,6 +31,8 @@ from blindstore.gateway.records import (
     BodyCheck,
     Principal,
     WriteMeta,
+    canonical_part,
+    canonical_upload,
     multipart_etag,
 )
 from blindstore.gateway.writes import Writes
@@ -69,6 +76,10 @@ class Multipart(Writes):
             provenance=dict(meta.provenance.fields),
             retention_until=meta.provenance.retention_until,
         )
+        upload = replace(
+            upload,
+            row_mac=crypto.upload_mac(datakey.dek, upload.object_id, canonical_upload(upload)),
+        )
         await self.catalog.create_upload(upload)
         audit_facts.note(upload)
         return upload
@@ -80,8 +91,43 @@ class Multipart(Writes):
         upload = await self.catalog.get_upload(upload_id)
         if upload is None or upload.bucket != bucket_name or upload.key != key:
             raise NoSuchUpload(UploadId=upload_id)
+        tenant = principal.tenant
+        if upload.tenant_id != tenant.tenant_id or upload.container != tenant.container:
+            # Either the bucket changed hands since its owner was cached (AccessDenied, from the
+            # catalog now), or the row was edited: a bucket's uploads go with it, and creation
+            # checks the owner in its transaction.
+            await self.owned_bucket(principal, bucket_name, fresh=True)
+            raise IntegrityError("upload row names another tenant or container")
         audit_facts.note(upload)
         return upload
+
+    async def _upload_dek(self, upload: Upload) -> bytes:
+        """The upload's DEK, once its row is authenticated with it (revocation checked first)."""
+        self.check_not_revoked(upload.key_name)
+        if not upload.row_mac:
+            raise InvalidRequest(
+                "This multipart upload was started before the gateway's catalog upgrade "
+                "(revision 0007) and cannot be continued or completed: abort it and upload "
+                "the object again.",
+                UploadId=upload.upload_id,
+            )
+        dek = await self.keys.unwrap(
+            upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
+        )
+        crypto.verify_upload_mac(dek, upload.object_id, canonical_upload(upload), upload.row_mac)
+        return dek
+
+    @staticmethod
+    def _part_is_authentic(upload: Upload, part: UploadPart, dek: bytes) -> bool:
+        if not part.row_mac:
+            return False
+        try:
+            crypto.verify_part_mac(
+                dek, upload.object_id, canonical_part(upload, part), part.row_mac
+            )
+        except IntegrityError:
+            return False
+        return True
 
     async def upload_part(
         self,
@@ -99,10 +145,7 @@ class Multipart(Writes):
                 ArgumentName="partNumber",
             )
         upload = await self._upload(principal, bucket_name, key, upload_id)
-        self.check_not_revoked(upload.key_name)
-        dek = await self.keys.unwrap(
-            upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
-        )
+        dek = await self._upload_dek(upload)
         targets = self._upload_targets(upload)
         stored, landed, _failed = await self._write_segment(
             targets,
@@ -125,14 +168,31 @@ class Multipart(Writes):
             checksums=check.checksums(),
             backends=landed,
         )
+        part = replace(
+            part, row_mac=crypto.part_mac(dek, upload.object_id, canonical_part(upload, part))
+        )
         try:
             replaced = await self.catalog.put_part(part)
         except BaseException:
             await self._delete_copies(landed, upload.container, part.blob)
             raise
         if replaced is not None:
-            await self._delete_copies(replaced.backends, upload.container, replaced.blob)
+            await self._delete_authentic_parts(upload, [replaced], dek)
         return part
+
+    async def _delete_authentic_parts(
+        self, upload: Upload, parts: list[UploadPart], dek: bytes | None
+    ) -> None:
+        """Delete the blobs of parts whose row MAC verifies; leave the others to ``gc``.
+
+        A part row planted by someone editing the catalog may name a blob of another object:
+        deleting it would destroy that object. ``gc`` deletes only blobs no row references.
+        """
+        for part in parts:
+            if dek is not None and self._part_is_authentic(upload, part, dek):
+                await self._delete_copies(part.backends, upload.container, part.blob)
+            else:
+                log.warning("upload_part_blob_left_to_gc", part_number=part.part_number)
 
     def _upload_targets(self, upload: Upload) -> list[Backend]:
         missing = [name for name in upload.backends if name not in self.backends]
@@ -187,10 +247,11 @@ class Multipart(Writes):
         if short or not complete:
             log.error("multipart_quorum_not_met", parts=short, complete=len(complete))
             raise BackendUnavailable("no backend holds every part: upload the parts again")
-        self.check_not_revoked(upload.key_name)
-        dek = await self.keys.unwrap(
-            upload.key_name, upload.tenant_id, upload.object_id, upload.wrapped_dek
-        )
+        dek = await self._upload_dek(upload)
+        forged = [p.part_number for p in chosen if not self._part_is_authentic(upload, p, dek)]
+        if forged:
+            # Nothing is committed: the object row would be built from unauthenticated rows.
+            raise IntegrityError(f"upload part MAC mismatch (parts {forged})")
         record = ObjectRecord(
             bucket=bucket_name,
             key=key,
@@ -226,8 +287,7 @@ class Multipart(Writes):
         replaced, unused = await self.catalog.complete_upload(
             upload_id, record, if_match=if_match, if_none_match=if_none_match, audit=event
         )
-        for part in unused:
-            await self._delete_copies(part.backends, upload.container, part.blob)
+        await self._delete_authentic_parts(upload, unused, dek)
         await self._committed(record, dek, replaced, event)
         return record
 
@@ -235,10 +295,20 @@ class Multipart(Writes):
         self, principal: Principal, bucket_name: str, key: str, upload_id: str
     ) -> None:
         upload = await self._upload(principal, bucket_name, key, upload_id)
+        dek = await self._abort_dek(upload)
         parts = await self.catalog.abort_upload(upload_id)
-        for part in parts:
-            await self._delete_copies(part.backends, upload.container, part.blob)
+        await self._delete_authentic_parts(upload, parts, dek)
         self.keys.forget(upload.tenant_id, upload.object_id)
+
+    async def _abort_dek(self, upload: Upload) -> bytes | None:
+        """The DEK to authenticate the parts an abort deletes, if it can be had: an abort must
+        work without it (Vault down, key shredded, upload from before revision 0007), and then
+        leaves the parts' blobs to ``gc``."""
+        try:
+            return await self._upload_dek(upload)
+        except BlindstoreError as exc:
+            log.warning("upload_abort_unauthenticated", error=type(exc).__name__)
+            return None
 
     async def list_parts(
         self,
@@ -273,4 +343,5 @@ class Multipart(Writes):
             key_marker=key_marker,
             upload_id_marker=upload_id_marker,
             max_uploads=max_uploads,
+            tenant_id=principal.tenant.tenant_id,
         )

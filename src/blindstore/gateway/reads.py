@@ -36,10 +36,24 @@ class Reads(GatewayBase):
     """The read path of ``Gateway``."""
 
     async def head_object(self, principal: Principal, bucket_name: str, key: str) -> ObjectRecord:
+        """The caller's object row, authenticated: metadata is revealed only after the
+        revocation check and the row MAC (a shredded patient's metadata is refused too)."""
+        record = await self._lookup(principal, bucket_name, key)
+        await self._open_record(record)
+        return record
+
+    async def _lookup(self, principal: Principal, bucket_name: str, key: str) -> ObjectRecord:
+        """The object row, if it is the caller's tenant's; not yet authenticated."""
         await self.owned_bucket(principal, bucket_name)
         record = await self.catalog.get_object(bucket_name, key)
         if record is None:
             raise NoSuchKey(Key=key)
+        if record.tenant_id != principal.tenant.tenant_id:
+            # Either the bucket changed hands since ``owned_bucket`` cached its owner (deleted,
+            # then re-created by another tenant, possibly through another gateway: AccessDenied
+            # from the catalog now), or the row was edited (it can only be refused).
+            await self.owned_bucket(principal, bucket_name, fresh=True)
+            raise IntegrityError("object row names another tenant")
         audit_facts.note(record)
         return record
 
@@ -81,27 +95,31 @@ class Reads(GatewayBase):
         ``range_parser`` maps the object size to an inclusive range (or None for all of it);
         it is called once the size is known.
         """
-        record = await self.head_object(principal, bucket_name, key)
-        check_read(conditions, record.etag, record.last_modified)
-        start, end, partial = 0, record.size - 1, False
-        if part_number is not None:
-            start, end = self._part_range(record, part_number)
-            partial = len(record.parts) > 1 or record.parts[0].part_number != 0
-        elif range_parser is not None:
-            parsed = range_parser(record.size)
-            if parsed is not None:
-                start, end = parsed
-                partial = True
-        elif byte_range is not None:
-            start, end = byte_range
-            partial = True
-        if head:
-            return ObjectRead(record, start, end, partial, empty(), verified=False)
+        record = await self._lookup(principal, bucket_name, key)
         # Held until the body is sent: an overwrite or DELETE committed meanwhile leaves these
         # blobs in place (deferred deletion), and this process's deleter skips them.
         lease = self.leases.hold(record)
         try:
-            body, verified = await self._body(record, start, end, partial)
+            # Before any answer that reveals metadata (304/412 and HEAD included): refused if
+            # shredded, and the row must be authentic.
+            dek = await self._open_record(record)
+            check_read(conditions, record.etag, record.last_modified)
+            start, end, partial = 0, record.size - 1, False
+            if part_number is not None:
+                start, end = self._part_range(record, part_number)
+                partial = len(record.parts) > 1 or record.parts[0].part_number != 0
+            elif range_parser is not None:
+                parsed = range_parser(record.size)
+                if parsed is not None:
+                    start, end = parsed
+                    partial = True
+            elif byte_range is not None:
+                start, end = byte_range
+                partial = True
+            if head:
+                lease.release()
+                return ObjectRead(record, start, end, partial, empty(), verified=False)
+            body, verified = await self._body(record, dek, start, end, partial)
         except BaseException:
             lease.release()
             raise
@@ -111,10 +129,9 @@ class Reads(GatewayBase):
         return ObjectRead(record, start, end, partial, LeasedBody(body, lease), verified=False)
 
     async def _body(
-        self, record: ObjectRecord, start: int, end: int, partial: bool
+        self, record: ObjectRecord, dek: bytes, start: int, end: int, partial: bool
     ) -> tuple[AsyncIterator[bytes], bool]:
         """The plaintext [start, end] and whether it was verified whole (then in memory)."""
-        dek = await self._open_record(record)
         if not partial and len(record.parts) == 1 and record.size <= self.verify_whole_below:
             data = await self._from_any_replica(
                 record, lambda backend: self._open_small(backend, record, dek)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from blindstore.catalog.base import ObjectRecord, Tenant
+from blindstore.catalog.base import ObjectRecord, Tenant, Upload, UploadPart
 from blindstore.provenance import Provenance
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -112,6 +112,53 @@ def canonical_row(record: ObjectRecord, legacy_backend: str | None = None) -> by
     if legacy_backend is not None:
         # Rows MACed before catalog revision 0002 also covered their one backend's name.
         doc["backend"] = legacy_backend
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical_upload(upload: Upload) -> bytes:
+    """The pending-upload row fields its MAC covers (docs/format.md §7).
+
+    Everything completion copies into the object row, plus the upload id. Excluded, as for
+    objects: the wrapped DEK and key version (a rewrap changes them) and the targets and quorum
+    (replica placement, which must not need the DEK).
+    """
+    doc = {
+        "upload": upload.upload_id,
+        "bucket": upload.bucket,
+        "key": upload.key,
+        "tenant": upload.tenant_id.hex(),
+        "object": upload.object_id.hex(),
+        "container": upload.container,
+        "key_name": upload.key_name,
+        "initiated": upload.initiated,
+        "headers": upload.headers,
+        "meta": upload.user_metadata,
+        "tags": upload.tags,
+        "checksum_algorithm": upload.checksum_algorithm,
+        "provenance": upload.provenance,
+        "retention_until": upload.retention_until,
+    }
+    return _canonical(doc)
+
+
+def canonical_part(upload: Upload, part: UploadPart) -> bytes:
+    """The part row fields its MAC covers: which upload and object it belongs to, its number,
+    blob, sizes, ETag and checksums (not the backends it landed on)."""
+    doc = {
+        "upload": part.upload_id,
+        "object": upload.object_id.hex(),
+        "part_number": part.part_number,
+        "blob": part.blob,
+        "size": part.size,
+        "stored_size": part.stored_size,
+        "etag": part.etag,
+        "last_modified": part.last_modified,
+        "checksums": part.checksums,
+    }
+    return _canonical(doc)
+
+
+def _canonical(doc: dict[str, object]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -40,13 +40,17 @@ def test_the_public_names_are_exactly_the_documented_ones() -> None:
             "chunk_count",
             "chunk_span",
             "open_segment",
+            "part_mac",
             "plaintext_length",
             "row_mac",
             "seal_segment",
             "segment_reader",
             "segment_size",
             "sizes",
+            "upload_mac",
+            "verify_part_mac",
             "verify_row_mac",
+            "verify_upload_mac",
         ]
     )
     assert all(hasattr(crypto, name) for name in crypto.__all__)
@@ -64,6 +68,8 @@ def _failures() -> list[IntegrityError]:
         lambda: open_segment(bytes(32), TENANT, OBJECT, 0, segment, plaintext_size=10),
         lambda: open_segment(DEK[:16], TENANT, OBJECT, 0, segment, plaintext_size=10),
         lambda: crypto.verify_row_mac(DEK, OBJECT, b"row", bytes(32)),
+        lambda: crypto.verify_upload_mac(DEK, OBJECT, b"row", bytes(32)),
+        lambda: crypto.verify_part_mac(DEK, OBJECT, b"row", bytes(32)),
     ]
     errors = []
     for attempt in attempts:

@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 from cryptography.cobblestone import Cobblestone256Decryptor
 
-from blindstore.crypto import CHUNK, open_segment, row_mac, seal_segment, verify_row_mac
+from blindstore.crypto import (
+    CHUNK,
+    open_segment,
+    part_mac,
+    row_mac,
+    seal_segment,
+    upload_mac,
+    verify_part_mac,
+    verify_row_mac,
+    verify_upload_mac,
+)
 from blindstore.crypto._cobblestone import derive
 from blindstore.crypto._envelope import encode_header, segment_context
 
@@ -88,6 +98,8 @@ def build() -> dict[str, Any]:
         "object_id": OBJECT.hex(),
         "vectors": vectors,
         "row_mac": {"canonical": ROW.hex(), "mac": row_mac(DEK, OBJECT, ROW).hex()},
+        "upload_mac": {"canonical": ROW.hex(), "mac": upload_mac(DEK, OBJECT, ROW).hex()},
+        "part_mac": {"canonical": ROW.hex(), "mac": part_mac(DEK, OBJECT, ROW).hex()},
     }
 
 
@@ -126,6 +138,12 @@ def test_the_golden_segments_decrypt_to_their_plaintext(index: int) -> None:
 def test_the_golden_row_mac_verifies() -> None:
     golden = _golden()["row_mac"]
     verify_row_mac(DEK, OBJECT, bytes.fromhex(golden["canonical"]), bytes.fromhex(golden["mac"]))
+
+
+def test_the_golden_upload_and_part_macs_verify() -> None:
+    for name, verify in (("upload_mac", verify_upload_mac), ("part_mac", verify_part_mac)):
+        golden = _golden()[name]
+        verify(DEK, OBJECT, bytes.fromhex(golden["canonical"]), bytes.fromhex(golden["mac"]))
 
 
 if __name__ == "__main__":

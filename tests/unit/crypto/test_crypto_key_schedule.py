@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from blindstore.crypto import IntegrityError, row_mac, verify_row_mac
+from blindstore.crypto import (
+    IntegrityError,
+    part_mac,
+    row_mac,
+    upload_mac,
+    verify_part_mac,
+    verify_row_mac,
+    verify_upload_mac,
+)
 
 GOLDEN = Path(__file__).resolve().parents[2] / "vectors" / "hgw1.json"
 DEK = bytes(range(32))
@@ -90,3 +98,27 @@ def test_row_mac_refuses_malformed_arguments() -> None:
         row_mac(DEK[:16], OBJECT, ROW)
     with pytest.raises(ValueError, match="16 bytes"):
         row_mac(DEK, OBJECT[:8], ROW)
+
+
+def test_upload_and_part_macs_are_hmac_sha256_under_keys_with_their_own_labels() -> None:
+    upload_key = _hkdf_expand_sha512(DEK, b"hgw/v1/catalog-upload" + OBJECT, 32)
+    part_key = _hkdf_expand_sha512(DEK, b"hgw/v1/catalog-part" + OBJECT, 32)
+    assert upload_mac(DEK, OBJECT, ROW) == hmac.digest(upload_key, ROW, hashlib.sha256)
+    assert part_mac(DEK, OBJECT, ROW) == hmac.digest(part_key, ROW, hashlib.sha256)
+    verify_upload_mac(DEK, OBJECT, ROW, upload_mac(DEK, OBJECT, ROW))
+    verify_part_mac(DEK, OBJECT, ROW, part_mac(DEK, OBJECT, ROW))
+
+
+def test_a_mac_of_one_kind_of_row_never_verifies_as_another() -> None:
+    # A part row copied over an upload row (or an object row) must not pass for it.
+    macs = {
+        "row": row_mac(DEK, OBJECT, ROW),
+        "upload": upload_mac(DEK, OBJECT, ROW),
+        "part": part_mac(DEK, OBJECT, ROW),
+    }
+    verifiers = {"row": verify_row_mac, "upload": verify_upload_mac, "part": verify_part_mac}
+    for kind, verify in verifiers.items():
+        for other, mac in macs.items():
+            if other != kind:
+                with pytest.raises(IntegrityError):
+                    verify(DEK, OBJECT, ROW, mac)
