@@ -112,7 +112,7 @@ def test_kill9_during_completion_leaves_the_whole_object_or_none(crashy: Served)
                 Bucket=crashy.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
             )
             outcome.append("acknowledged")
-        except Exception as exc:  # noqa: BLE001 (the connection dies with the process)
+        except Exception as exc:
             outcome.append(exc)
 
     worker = threading.Thread(target=complete)
