@@ -42,24 +42,30 @@ def _signed_get_head(run: DevRun, bucket: str, key: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-@pytest.mark.parametrize("how", ["rst", "fin"])
-def test_dev_survives_a_download_abandoned_mid_body(dev: DevRun, how: str) -> None:
-    s3 = dev.s3()
-    bucket = f"dl-{how}"
+@pytest.fixture(scope="module")
+def dev_big_object(dev: DevRun) -> tuple[str, str]:
+    """A 64 MiB object in bucket "downloads" of the dev gateway: (key, sha256)."""
     data = secrets.token_bytes(64 * 1024 * 1024)
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="big", Body=data)
-    for _ in range(2):
-        sock = connect(dev)  # type: ignore[arg-type]  # needs only .port
-        sock.sendall(_signed_get_head(dev, bucket, "big"))
-        assert read_status_line(sock) == 200
-        assert sock.recv(1024)
-        time.sleep(1.0)  # the gateway blocks on a full socket buffer, then writes again
-        abandon(sock, how)
+    dev.s3().create_bucket(Bucket="downloads")
+    dev.s3().put_object(Bucket="downloads", Key="big", Body=data)
+    return "big", sha256(data)
+
+
+@pytest.mark.parametrize("how", ["rst", "fin"])
+def test_dev_survives_a_download_abandoned_mid_body(
+    dev: DevRun, dev_big_object: tuple[str, str], how: str
+) -> None:
+    key, digest = dev_big_object
+    sock = connect(dev)  # type: ignore[arg-type]  # needs only .port
+    sock.sendall(_signed_get_head(dev, "downloads", key))
+    assert read_status_line(sock) == 200
+    assert sock.recv(1024)
+    time.sleep(1.0)  # the gateway blocks on a full socket buffer, then writes again
+    abandon(sock, how)
     time.sleep(1.0)
     assert dev.alive, dev.output()[-3000:]
-    assert sha256(s3.get_object(Bucket=bucket, Key="big")["Body"].read()) == sha256(data)
-    s3.delete_object(Bucket=bucket, Key="big")
+    body = dev.s3().get_object(Bucket="downloads", Key=key)["Body"].read()
+    assert sha256(body) == digest
 
 
 def test_openbao_of_a_killed_dev_exits_and_the_next_start_works(tmp_path: Path) -> None:
