@@ -9,8 +9,9 @@ acceptable for a developer machine, never for production.
 ``sys/init`` answers only after the first raft election (5–10 s, longer on a loaded machine), so
 it gets a long timeout, and its answer is saved atomically the moment it arrives. If it is lost
 anyway (the call timed out, the command was interrupted), OpenBao is initialised but its keys
-are gone: it cannot hold any data yet (nothing of ours is written before the keys are saved), so
-the next start re-creates it instead of failing for ever.
+are gone: nothing can ever unseal it, and it cannot hold any data of ours (nothing is written
+before the keys are saved), so the next start re-creates it instead of failing for ever (the
+old storage is moved aside, not deleted).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import sys
 import time
 import urllib.error
@@ -94,11 +94,14 @@ def start_persistent_openbao(
             server.stop()
             if attempt == 2:
                 raise OpenBaoError(f"could not initialise OpenBao in {directory}: {lost}") from None
+            # Kept aside, not deleted: should the keys turn up after all, nothing is lost.
+            aside = directory / f"data.unsealable-{time.strftime('%Y%m%dT%H%M%S')}-{attempt}"
+            (directory / "data").rename(aside)
             (notify or _to_stderr)(
-                f"OpenBao in {directory} was initialised but its keys were never saved "
-                "(an earlier start was interrupted); it holds no data yet: re-creating it."
+                f"OpenBao in {directory} was initialised but its keys were never saved (an "
+                f"earlier start was interrupted): nothing can unseal it, re-creating it "
+                f"(old storage kept in {aside.name})."
             )
-            shutil.rmtree(directory / "data")
         except BaseException:
             server.stop()
             raise
