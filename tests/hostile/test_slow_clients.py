@@ -122,7 +122,7 @@ def test_hundreds_of_idle_connections_do_not_starve_a_normal_client(slow: Served
     try:
         with _NormalClient(slow) as normal:
             time.sleep(HEADER_TIMEOUT)
-        normal.check(at_least=3)
+        normal.check(at_least=2)
         # Every idle connection is closed by the gateway after the header timeout.
         selector = selectors.DefaultSelector()
         for sock in idle:
