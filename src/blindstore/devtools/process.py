@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import shutil
 import signal
@@ -137,7 +136,7 @@ def launch(
             cwd=cwd,
             env=environment,
             start_new_session=True,  # own process group: stop() kills it whole
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 (async-signal-safe calls only)
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 (prctl, getppid, kill only)
         )
     _write_pid_file(cwd / f"{PID_FILE_PREFIX}{Path(argv[0]).name}.pid", process.pid)
     return process
@@ -149,14 +148,14 @@ def _die_with_parent() -> Callable[[], None] | None:
 
     The death signal fires when the *thread* that forked exits: services are launched from the
     main thread of the commands that start them."""
-    libc_name = ctypes.util.find_library("c")
-    if not sys.platform.startswith("linux") or libc_name is None:
+    if not sys.platform.startswith("linux"):
         return None
-    libc = ctypes.CDLL(libc_name, use_errno=True)
+    # The running program's own symbols include libc's prctl (no library search, no subprocess).
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
 
     def in_child() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         # The parent may have died between fork and prctl: then nobody will send the signal.
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGTERM)
