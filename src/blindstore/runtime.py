@@ -189,8 +189,9 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     catalog = open_catalog(settings)
     bucket_keys = settings.keys.bucket_keys
     session = vault_session(settings)
+    transit = transit_wrapper(settings, session)
     keys = KeyService(
-        transit_wrapper(settings, session),
+        transit,
         pool_size=settings.keys.pool_size,
         pool_ttl=settings.keys.pool_ttl_seconds,
         cache_ttl=settings.keys.cache_ttl_seconds,
@@ -230,6 +231,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         gateway.placement = holder.place
         gateway.reload_placement = holder.reload
         gateway.current_policy = lambda: holder.policy
+    gateway.dependency_probes["vault"] = transit.check_health
     audit = audit_log(settings, catalog, session)
     gateway.audit = audit
     try:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     delete,
     event,
     exists,
+    literal,
     or_,
     select,
     text,
@@ -213,6 +214,14 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
             return None if row is None else tenant_from_row(row)
 
         return await self._run(_READ, work)
+
+    async def ping(self) -> None:
+        """One trivial query: the database answers (readiness)."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(select(literal(1))).scalar_one()
+
+        await self._run(_READ, work)
 
     async def list_tenants(self) -> list[Tenant]:
         """Every tenant, by name."""

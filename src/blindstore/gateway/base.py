@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
@@ -68,6 +68,8 @@ class GatewayBase:
         #: Keys of crypto-shredded tenants and subjects (``refresh_revocations``): reads and
         #: writes under them are refused even while a DEK is still cached.
         self.revoked_keys: frozenset[str] = frozenset()
+        #: What readiness probes, by dependency name (the composition root adds ``vault``).
+        self.dependency_probes: dict[str, Callable[[], Awaitable[None]]] = {"catalog": catalog.ping}
         self._bucket_cache_seconds = bucket_cache_seconds
         self._mono = time.monotonic
 

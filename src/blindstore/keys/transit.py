@@ -315,6 +315,19 @@ class TransitKeyWrapper:
     ) -> None:
         """Nothing is cached at this layer."""
 
+    async def check_health(self) -> None:
+        """Return if Vault answers ``sys/health`` as initialised and unsealed (standbys count:
+        they forward Transit calls); ``KeyServiceUnavailable`` otherwise. One request, no
+        retries and no token (readiness probes it; a caller that gives up abandons the thread).
+        """
+        await anyio.to_thread.run_sync(
+            self._request,
+            "get",
+            "/v1/sys/health?standbyok=true&perfstandbyok=true",
+            None,
+            abandon_on_cancel=True,
+        )
+
     async def close(self) -> None:
         """Close the keep-alive connections."""
         self._client.adapter.close()

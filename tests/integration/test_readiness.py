@@ -1,0 +1,78 @@
+"""``/-/ready`` tells the truth: 503 while OpenBao is frozen or down, 200 once it answers again;
+the reason only to the admin token; probes are not audited."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from blindstore.devtools.openbao import OpenBaoServer
+from tests.gwserver import RunningGateway, start_gateway
+
+TOKEN = "admin-token-for-readiness"
+
+
+def _ready(gw: RunningGateway, token: str | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(gw.endpoint + "/-/ready")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _until(gw: RunningGateway, status: int, token: str | None = None) -> Any:
+    """The readiness answer once it has the expected status (the result is cached ~1 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        got, body = _ready(gw, token)
+        if got == status or time.monotonic() > deadline:
+            assert got == status, body
+            return body
+        time.sleep(0.2)
+
+
+def test_readiness_follows_openbao_and_names_the_cause_only_to_the_admin(
+    disposable_openbao: OpenBaoServer, tmp_path: Path
+) -> None:
+    gw = start_gateway(
+        tmp_path / "gateway",
+        vault_addr=disposable_openbao.addr,
+        vault_token=disposable_openbao.token,
+        tenants=("demo",),
+        overrides={"admin": {"token": TOKEN}},
+    )
+    pid = disposable_openbao.process.pid
+    try:
+        assert _until(gw, 200) == {"status": "ready"}
+        audit_head = gw.run(gw.gateway.catalog.audit_head())
+
+        # Frozen: connections are accepted and never answered.
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            anonymous = _until(gw, 503)
+            assert anonymous["code"] == "NotReady"
+            assert anonymous["details"] == []
+            admin = _until(gw, 503, TOKEN)
+            assert [d["location"] for d in admin["details"]] == ["vault"]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert _until(gw, 200) == {"status": "ready"}
+
+        # Probes act on nothing: they leave no audit record (and cost no catalog write).
+        assert gw.run(gw.gateway.catalog.audit_head()) == audit_head
+
+        disposable_openbao.stop()
+        admin = _until(gw, 503, TOKEN)
+        assert [d["location"] for d in admin["details"]] == ["vault"]
+        assert "KeyServiceUnavailable" in admin["details"][0]["reason"]
+    finally:
+        gw.stop()
