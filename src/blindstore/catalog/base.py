@@ -96,6 +96,14 @@ class ObjectRecord:
     provenance: dict[str, str] = field(default_factory=dict)
     #: Retention end, seconds since the epoch (``blindstore retention enforce``).
     retention_until: float | None = None
+    #: When every replica failed verification (seconds since the epoch): reads are refused
+    #: until ``blindstore repair`` finds a replica that verifies again. None: healthy.
+    quarantined: float | None = None
+
+
+#: What ``Catalog.mark_replica_bad`` did: the replica moved to ``repairs`` (another one remains),
+#: the object was quarantined (it was the last one), or nothing (the row changed meanwhile).
+ReplicaMark = Literal["moved_to_repairs", "quarantined", "unchanged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +374,17 @@ class Catalog(Protocol):
     async def objects_to_repair(
         self, *, after: tuple[str, str] = ("", ""), limit: int = 100
     ) -> list[ObjectRecord]:
-        """Objects with pending repairs, ordered by (bucket, key), strictly after ``after``."""
+        """Objects with pending repairs or quarantined, ordered by (bucket, key), strictly
+        after ``after``."""
+        ...
+
+    async def mark_replica_bad(
+        self, bucket: str, key: str, object_id: bytes, backend: str, when: float
+    ) -> ReplicaMark:
+        """A replica failed verification: atomically, if the row still holds ``object_id`` and
+        ``backend`` is one of its replicas, move it to ``repairs`` when another replica remains,
+        else quarantine the object at ``when`` (its last replica stays listed, so that a repair
+        can check it again)."""
         ...
 
     async def set_replicas(
@@ -378,7 +396,8 @@ class Catalog(Protocol):
         repairs: tuple[str, ...],
     ) -> bool:
         """Replace an object's replica lists if the row still holds ``object_id``; False if the
-        object was deleted or replaced meanwhile (its blobs are then someone else's garbage)."""
+        object was deleted or replaced meanwhile (its blobs are then someone else's garbage).
+        Only called once a replica verified: the object's quarantine, if any, is lifted."""
         ...
 
     # key lifecycle (rotation, data-subject keys, crypto-shredding)

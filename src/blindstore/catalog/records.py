@@ -135,6 +135,7 @@ def object_values(record: ObjectRecord) -> dict[str, Any]:
         "repairs": encode_names(record.repairs),
         "provenance": encode_dict(record.provenance),
         "retention_until": record.retention_until,
+        "quarantined": record.quarantined,
     }
 
 
@@ -162,6 +163,7 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         repairs,
         provenance,
         retention_until,
+        quarantined,
     ) = row
     return ObjectRecord(
         bucket,
@@ -185,6 +187,7 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         decode_names(repairs),
         decode_dict(provenance),
         retention_until,
+        quarantined,
     )
 
 

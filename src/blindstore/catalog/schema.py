@@ -98,6 +98,8 @@ objects = Table(
     Column("provenance", Text, nullable=False, server_default="{}"),
     #: Retention end (seconds since the epoch), for ``blindstore retention enforce``.
     Column("retention_until", Double, nullable=True),
+    #: When every replica failed verification (seconds since the epoch); NULL: healthy.
+    Column("quarantined", Double, nullable=True),
     Index(None, "retention_until"),
 )
 

@@ -51,6 +51,7 @@ from blindstore.catalog.base import (
     BucketKey,
     ListPage,
     ObjectRecord,
+    ReplicaMark,
     Tenant,
     Upload,
     UploadPage,
@@ -685,7 +686,7 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
             rows = conn.execute(
                 select(objects)
                 .where(
-                    objects.c.repairs != encode_names(()),
+                    or_(objects.c.repairs != encode_names(()), objects.c.quarantined.is_not(None)),
                     or_(
                         objects.c.bucket > bucket,
                         and_(objects.c.bucket == bucket, objects.c.key > key),
@@ -716,9 +717,50 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
                     objects.c.key == key,
                     objects.c.object_id == object_id,
                 )
-                .values(backends=encode_names(backends), repairs=encode_names(repairs))
+                .values(
+                    backends=encode_names(backends),
+                    repairs=encode_names(repairs),
+                    quarantined=None,
+                )
             ).rowcount
             return bool(changed)
+
+        return await self._run(_WRITE, work)
+
+    async def mark_replica_bad(
+        self, bucket: str, key: str, object_id: bytes, backend: str, when: float
+    ) -> ReplicaMark:
+        """Move a failed replica to ``repairs``, or quarantine the object (its last replica)."""
+
+        def work(conn: Connection) -> ReplicaMark:
+            where = (
+                objects.c.bucket == bucket,
+                objects.c.key == key,
+                objects.c.object_id == object_id,
+            )
+            # FOR UPDATE: two readers failing on the two replicas at once must not both move
+            # theirs away and leave the row with none (SQLite's write lock serialises anyway).
+            row = conn.execute(
+                select(objects.c.backends, objects.c.repairs).where(*where).with_for_update()
+            ).first()
+            if row is None:
+                return "unchanged"
+            backends, repairs = decode_names(row.backends), decode_names(row.repairs)
+            if backend not in backends:
+                return "unchanged"
+            if len(backends) == 1:
+                conn.execute(update(objects).where(*where).values(quarantined=when))
+                return "quarantined"
+            kept = tuple(name for name in backends if name != backend)
+            conn.execute(
+                update(objects)
+                .where(*where)
+                .values(
+                    backends=encode_names(kept),
+                    repairs=encode_names((*repairs, backend)),
+                )
+            )
+            return "moved_to_repairs"
 
         return await self._run(_WRITE, work)
 

@@ -1,0 +1,33 @@
+"""Replica quarantine: an object whose every replica failed verification is quarantined.
+
+``objects.quarantined`` is when the last replica of an object failed verification on a read
+(seconds since the epoch), NULL for a healthy object. A replica that fails while another remains
+is not recorded here: it moves from ``backends`` to ``repairs`` (``blindstore repair`` copies it
+again from a replica that verifies), which needs no new column.
+
+Revision ID: 0009
+Revises: 0005
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("objects") as batch:
+        batch.add_column(sa.Column("quarantined", sa.Double(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("objects") as batch:
+        batch.drop_column("quarantined")
