@@ -1190,6 +1190,7 @@ class CatalogContract:
         )
 
         assert await catalog.mark_replica_bad("photos", "scan", oid, "b", 2003.0) == "quarantined"
+        assert await catalog.mark_replica_bad("photos", "scan", oid, "b", 2004.0) == "quarantined"
         quarantined = await catalog.get_object("photos", "scan")
         assert quarantined is not None
         assert (quarantined.backends, quarantined.repairs) == (("b",), ("a",))

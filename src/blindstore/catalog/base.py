@@ -96,8 +96,8 @@ class ObjectRecord:
     provenance: dict[str, str] = field(default_factory=dict)
     #: Retention end, seconds since the epoch (``blindstore retention enforce``).
     retention_until: float | None = None
-    #: When every replica failed verification (seconds since the epoch): reads are refused
-    #: until ``blindstore repair`` finds a replica that verifies again. None: healthy.
+    #: When its last replica failed verification (seconds since the epoch), until
+    #: ``blindstore repair`` finds a replica that verifies again. None: healthy.
     quarantined: float | None = None
 
 
@@ -384,7 +384,7 @@ class Catalog(Protocol):
         """A replica failed verification: atomically, if the row still holds ``object_id`` and
         ``backend`` is one of its replicas, move it to ``repairs`` when another replica remains,
         else quarantine the object at ``when`` (its last replica stays listed, so that a repair
-        can check it again)."""
+        can check it again; an object already quarantined keeps its date)."""
         ...
 
     async def set_replicas(

@@ -741,7 +741,9 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
             # FOR UPDATE: two readers failing on the two replicas at once must not both move
             # theirs away and leave the row with none (SQLite's write lock serialises anyway).
             row = conn.execute(
-                select(objects.c.backends, objects.c.repairs).where(*where).with_for_update()
+                select(objects.c.backends, objects.c.repairs, objects.c.quarantined)
+                .where(*where)
+                .with_for_update()
             ).first()
             if row is None:
                 return "unchanged"
@@ -749,7 +751,9 @@ class SqlCatalog(KeyLifecycleQueries, ReportQueries, AuditQueries, AdminQueries)
             if backend not in backends:
                 return "unchanged"
             if len(backends) == 1:
-                conn.execute(update(objects).where(*where).values(quarantined=when))
+                if row.quarantined is None:
+                    # The first failure dates the quarantine; later ones leave it.
+                    conn.execute(update(objects).where(*where).values(quarantined=when))
                 return "quarantined"
             kept = tuple(name for name in backends if name != backend)
             conn.execute(

@@ -25,6 +25,7 @@ from blindstore.errors import (
 )
 from blindstore.gateway.records import Principal
 from blindstore.keys.base import KeyWrapper
+from blindstore.metrics import Metrics
 from blindstore.policy.model import ObjectFacts, Placement, Policy
 from blindstore.subjects import is_subject_key
 
@@ -68,6 +69,8 @@ class GatewayBase:
         #: Keys of crypto-shredded tenants and subjects (``refresh_revocations``): reads and
         #: writes under them are refused even while a DEK is still cached.
         self.revoked_keys: frozenset[str] = frozenset()
+        #: This gateway's Prometheus counters (``GET /-/metrics``).
+        self.metrics = Metrics()
         #: What readiness probes, by dependency name (the composition root adds ``vault``).
         self.dependency_probes: dict[str, Callable[[], Awaitable[None]]] = {"catalog": catalog.ping}
         self._bucket_cache_seconds = bucket_cache_seconds
