@@ -215,9 +215,9 @@ def test_repair_never_copies_a_source_that_fails_verification(gw: RunningGateway
     _corrupt(_blob(gw, "second", record), 30_000)
 
     report = _repair(gw)
+    assert not _blob(gw, "first", record).exists()
     assert (report.repaired, report.failed, report.sources_rejected) == (0, 1, 1)
     assert report.quarantined == 1
-    assert not _blob(gw, "first", record).exists()
     assert _record(gw, "scan").quarantined is not None
     assert [e.result for e in _integrity_events(gw)] == ["quarantined"]
     assert json.dumps(_failures_metric(gw)) == json.dumps({"second": 1.0})
