@@ -90,6 +90,13 @@ def _failures_metric(gw: RunningGateway) -> dict[str, float]:
     return found
 
 
+def _transparency(gw: RunningGateway, key: str) -> Any:
+    request = urllib.request.Request(f"{gw.endpoint}/-/transparency/objects/{BUCKET}/{key}")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def _integrity_events(gw: RunningGateway) -> list[Any]:
     found = gw.run(
         gw.gateway.catalog.query_audit(AuditFilter(operation="integrity.failure"), limit=50)
@@ -187,6 +194,8 @@ def test_with_every_replica_corrupt_the_object_is_quarantined_until_one_verifies
         _get(gw, "scan")
     assert [e.result for e in _integrity_events(gw)][-1] == "quarantined"
     assert _record(gw, "scan").quarantined == quarantined.quarantined
+    # Visible to auditors: the transparency record dates the quarantine.
+    assert _transparency(gw, "scan")["quarantined"] == quarantined.quarantined
 
     # No replica to copy from: repair says so and changes nothing.
     report = _repair(gw)
@@ -201,6 +210,7 @@ def test_with_every_replica_corrupt_the_object_is_quarantined_until_one_verifies
     healed = _record(gw, "scan")
     assert (healed.backends, healed.repairs, healed.quarantined) == (("second", "first"), (), None)
     assert _get(gw, "scan") == data
+    assert _transparency(gw, "scan")["quarantined"] is None
 
 
 def test_repair_never_copies_a_source_that_fails_verification(gw: RunningGateway) -> None:
