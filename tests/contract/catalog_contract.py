@@ -1309,6 +1309,27 @@ class CatalogContract:
 
     # -- data-subject keys ---------------------------------------------------------------------
 
+    async def test_unkeyed_subject_digests_are_listed_and_replaced_by_compare_and_set(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        old = dataclasses.replace(subject_key("patient-1"), digest_keyed=False)
+        new = subject_key("patient-2")
+        await catalog.add_subject_key(old)
+        await catalog.add_subject_key(new)
+        assert await catalog.unkeyed_subject_keys() == [old]
+
+        keyed = hashlib.sha256(b"keyed" + old.subject_digest).digest()
+        # Another digest than the row holds: nothing changes.
+        assert not await catalog.set_keyed_subject_digest(old.key_name, keyed, keyed)
+        assert await catalog.set_keyed_subject_digest(old.key_name, old.subject_digest, keyed)
+        assert not await catalog.set_keyed_subject_digest(old.key_name, old.subject_digest, keyed)
+
+        assert await catalog.unkeyed_subject_keys() == []
+        found = await catalog.get_subject_key(TENANT.tenant_id, keyed)
+        assert found == dataclasses.replace(old, subject_digest=keyed, digest_keyed=True)
+        assert await catalog.get_subject_key(TENANT.tenant_id, old.subject_digest) is None
+
     async def test_a_subject_key_is_found_by_its_tenant_and_digest(self, catalog: Catalog) -> None:
         await catalog.create_tenant(TENANT)
         await catalog.create_tenant(OTHER_TENANT)

@@ -173,6 +173,9 @@ class SubjectKey:
     subject_digest: bytes
     created: float
     shredded: float | None = None
+    #: False for a digest written before catalog revision 0009 (unkeyed SHA-256), until the
+    #: gateway converts it (``blindstore.subjects.convert_unkeyed_digests``).
+    digest_keyed: bool = True
 
 
 ShredScope = Literal["tenant", "subject"]
@@ -411,6 +414,15 @@ class Catalog(Protocol):
 
     async def list_subject_keys(self, tenant_id: bytes) -> list[SubjectKey]:
         """Every subject key of a tenant, shredded ones included."""
+        ...
+
+    async def unkeyed_subject_keys(self, *, limit: int = 200) -> list[SubjectKey]:
+        """Subject keys (any tenant) whose digest is still unkeyed, at most ``limit``."""
+        ...
+
+    async def set_keyed_subject_digest(self, key_name: str, unkeyed: bytes, keyed: bytes) -> bool:
+        """Replace a key's unkeyed digest by its keyed one (compare and set); False if the row
+        no longer holds ``unkeyed`` as an unkeyed digest."""
         ...
 
     async def record_shred(self, shred: Shred) -> None:

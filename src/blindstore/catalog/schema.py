@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -160,6 +162,9 @@ subject_keys = Table(
     Column("created", Double, nullable=False),
     #: Set when the key was crypto-shredded; a later PUT for the subject gets a new key.
     Column("shredded", Double, nullable=True),
+    #: True when ``subject_digest`` is keyed (Transit HMAC); false: the SHA-256 digest of rows
+    #: written before revision 0009, converted at the gateway's start.
+    Column("digest_keyed", Boolean, nullable=False, server_default=false()),
     # At most one live key per subject; shredded ones stay as a record.
     Index(
         None,
