@@ -473,9 +473,10 @@ def _operation_name(handler_name: str) -> str:
     return "".join(word.capitalize() for word in handler_name.split("_"))
 
 
-#: Probes polled every few seconds by load balancers: they act on nothing and read no data, and
-#: recording them would cost a catalog write per probe (and fail them when the catalog is down).
-_UNAUDITED = frozenset({"/-/health", "/-/ready"})
+#: Readiness is polled every few seconds by load balancers: it acts on nothing and reads no data;
+#: recording it would cost a catalog write per probe, and a catalog that is down would turn its
+#: answer into the audit refusal instead of saying what is down.
+_UNAUDITED = frozenset({"/-/ready"})
 
 #: The response a write's record is built with when it commits together with its row.
 _SUCCESS = Response(status=200)
