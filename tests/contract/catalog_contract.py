@@ -1167,6 +1167,9 @@ class CatalogContract:
         assert repaired is not None
         assert (repaired.backends, repaired.repairs) == ((BACKEND, "s3"), ())
 
+    async def test_ping_answers(self, catalog: Catalog) -> None:
+        await catalog.ping()
+
     async def test_a_failed_replica_moves_to_repairs_and_the_last_one_quarantines(
         self, catalog: Catalog
     ) -> None:

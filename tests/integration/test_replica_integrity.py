@@ -19,8 +19,10 @@ from botocore.exceptions import ClientError
 
 from blindstore.audit.events import AuditFilter
 from blindstore.catalog.base import ObjectRecord
+from blindstore.cli import transparency as transparency_cli
 from blindstore.devtools.openbao import OpenBaoServer
 from blindstore.maintenance import RepairReport, repair_replicas
+from blindstore.transparency import TransparencyRecord
 from tests.gwserver import RunningGateway, start_admin_gateway
 
 TOKEN = "admin-token-for-integrity"
@@ -194,8 +196,12 @@ def test_with_every_replica_corrupt_the_object_is_quarantined_until_one_verifies
         _get(gw, "scan")
     assert [e.result for e in _integrity_events(gw)][-1] == "quarantined"
     assert _record(gw, "scan").quarantined == quarantined.quarantined
-    # Visible to auditors: the transparency record dates the quarantine.
-    assert _transparency(gw, "scan")["quarantined"] == quarantined.quarantined
+    # Visible to auditors: the transparency record dates the quarantine (and the CLI says so).
+    document = _transparency(gw, "scan")
+    assert document["quarantined"] == quarantined.quarantined
+    with transparency_cli.console.capture() as printed:
+        transparency_cli.render_record(TransparencyRecord.model_validate(document))
+    assert f"QUARANTINED since {document['quarantined_iso']}" in printed.get()
 
     # No replica to copy from: repair says so and changes nothing.
     report = _repair(gw)
