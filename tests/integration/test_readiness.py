@@ -12,7 +12,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, make_url, text
+
 from blindstore.devtools.openbao import OpenBaoServer
+from tests.contract.postgres import SERVER_URL, fresh_database
 from tests.gwserver import RunningGateway, start_gateway
 
 TOKEN = "admin-token-for-readiness"
@@ -76,3 +79,36 @@ def test_readiness_follows_openbao_and_names_the_cause_only_to_the_admin(
         assert "KeyServiceUnavailable" in admin["details"][0]["reason"]
     finally:
         gw.stop()
+
+
+def test_readiness_follows_the_catalog_database(openbao: OpenBaoServer, tmp_path: Path) -> None:
+    with fresh_database() as url:
+        name = make_url(url).database
+        gw = start_gateway(
+            tmp_path / "gateway",
+            vault_addr=openbao.addr,
+            vault_token=openbao.token,
+            tenants=("demo",),
+            overrides={"admin": {"token": TOKEN}, "catalog": {"url": url}},
+        )
+        admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+        try:
+            assert _until(gw, 200) == {"status": "ready"}
+            with admin.connect() as conn:
+                # The database refuses connections, and the gateway's are cut.
+                conn.execute(text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name"
+                    ),
+                    {"name": name},
+                )
+            down = _until(gw, 503, TOKEN)
+            assert [d["location"] for d in down["details"]] == ["catalog"]
+            with admin.connect() as conn:
+                conn.execute(text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            assert _until(gw, 200) == {"status": "ready"}
+        finally:
+            gw.stop()
+            admin.dispose()
