@@ -4,7 +4,8 @@
 # data-subject keys `hgw-p-<tenant>-<id>`, seals and unseals S3 secret keys under `hgw-creds`,
 # and nothing else: it cannot create, configure, rotate,
 # read, export, back up, restore, trim or delete a key, nor rewrap or generate data keys; it signs
-# with exactly one key, hgw-audit (audit-trail checkpoints), and nothing else.
+# with exactly one key, hgw-audit (audit-trail checkpoints), and computes HMACs with exactly one,
+# hgw-subjects (data-subject digests).
 # Everything not granted below is denied by default; the explicit denies at the end document
 # intent and survive a careless grant added later to this policy.
 #
@@ -98,6 +99,18 @@ path "transit/sign/hgw-audit" {
   }
 }
 
+# Data-subject digests (blindstore.subjects): the catalog stores HMAC(hgw-subjects, SHA-256(id))
+# so that a patient id cannot be recovered from a catalog copy by brute force. "update" on the
+# exact path only (no "/<algorithm>" suffix: always sha2-256), `input` and the pinned
+# `key_version` (1, so that a rotation never changes a stored digest) as the only parameters.
+path "transit/hmac/hgw-subjects" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "input"       = []
+    "key_version" = []
+  }
+}
+
 # Token hygiene: the gateway renews its own short-lived token, looks it up (ttl left) and
 # revokes it on shutdown. Tokens are issued with token_no_default_policy=true, so these are
 # the only token paths it has.
@@ -122,6 +135,11 @@ path "transit/sign/hgw-p-*"      { capabilities = ["deny"] }  # data-subject key
 path "transit/sign/hgw-creds"    { capabilities = ["deny"] }  # the credentials key
 path "transit/sign/hgw-audit/*"  { capabilities = ["deny"] }  # hash-algorithm variants
 path "transit/verify/*"          { capabilities = ["deny"] }
-path "transit/hmac/*"       { capabilities = ["deny"] }
+# HMAC: only hgw-subjects (above); narrowed denies, as for signing.
+path "transit/hmac/hgw-t-*"       { capabilities = ["deny"] }
+path "transit/hmac/hgw-p-*"       { capabilities = ["deny"] }
+path "transit/hmac/hgw-audit*"    { capabilities = ["deny"] }
+path "transit/hmac/hgw-sign*"     { capabilities = ["deny"] }
+path "transit/hmac/hgw-subjects/*" { capabilities = ["deny"] }  # hash-algorithm variants
 path "transit/config/*"     { capabilities = ["deny"] }  # upsert switch, engine settings
 path "transit/cache-config" { capabilities = ["deny"] }

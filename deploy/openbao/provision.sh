@@ -77,6 +77,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SIGN_KEY="${KEY_PREFIX}sign"
 AUDIT_KEY="${KEY_PREFIX}audit"
 CREDS_KEY="${KEY_PREFIX}creds"
+SUBJECTS_KEY="${KEY_PREFIX}subjects"
 JUSTIFICATION_HEADER="x-blindstore-justification"
 
 log() { echo "provision: $*" >&2; }
@@ -179,6 +180,19 @@ if [[ "$creds_derived" != "true" ]]; then
   exit 1
 fi
 log "credentials key $CREDS_KEY (aes256-gcm96, derived) present"
+
+# 6d. The data-subject digest key (HMAC): the catalog stores HMAC(key, SHA-256(subject id)) so
+# that patient ids cannot be brute-forced from a catalog copy (the gateway's policy allows
+# transit/hmac/<prefix>subjects only). Never rotate it in a way that drops version 1, never
+# delete it: every stored digest is keyed by its version 1.
+"$BAO" write "$MOUNT/keys/$SUBJECTS_KEY" type=hmac key_size=32 exportable=false \
+  allow_plaintext_backup=false >/dev/null
+subjects_type="$("$BAO" read -field=type "$MOUNT/keys/$SUBJECTS_KEY")"
+if [[ "$subjects_type" != "hmac" ]]; then
+  echo "provision.sh: $MOUNT/keys/$SUBJECTS_KEY exists with type $subjects_type, not hmac" >&2
+  exit 1
+fi
+log "data-subject digest key $SUBJECTS_KEY (hmac) present"
 
 # 7. Record the gateway's key-access justification in clear in the audit log (audit devices
 # HMAC every request header they are told to record unless hmac=false). The header carries no

@@ -4,11 +4,12 @@ replica repair."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
 
+from blindstore import crypto
 from blindstore.backends.base import Backend
 from blindstore.catalog.base import DeferredDelete, ObjectRecord, StoredPart
 from blindstore.errors import BlindstoreError, IntegrityError
@@ -184,7 +185,7 @@ async def _collect_temp_files(
 
 @dataclass(slots=True)
 class RepairReport:
-    #: Objects found with pending repairs.
+    #: Objects found with pending repairs or quarantined.
     objects: int = 0
     #: (object, target) pairs repaired: the target now holds every part and is a replica.
     repaired: int = 0
@@ -193,14 +194,24 @@ class RepairReport:
     failed: int = 0
     #: Objects deleted or replaced while being repaired (their copies were removed again).
     superseded: int = 0
+    #: Source replicas whose blob failed verification (moved to the repair targets).
+    sources_rejected: int = 0
+    #: Quarantined objects found with a replica that verifies again: the quarantine is lifted.
+    released: int = 0
+    #: Objects still quarantined: no replica verifies (restore one from a backup, or delete).
+    quarantined: int = 0
 
 
 async def repair_replicas(gateway: Gateway, *, page_size: int = 100) -> RepairReport:
-    """Copy each object's blobs to its repair targets, then make those targets replicas.
+    """Copy each object's blobs to its repair targets from a replica that verifies, then make
+    those targets replicas; re-check quarantined objects.
 
-    Ciphertext is copied as is from a healthy replica (no DEK, no Vault): a blob verifies under
-    the object's keys wherever it is. Idempotent: a target is moved from ``repairs`` to
-    ``backends`` only once all its copies are stored, and copies overwrite.
+    Every blob copied is verified on the way under the object's DEK (unwrapped from OpenBao, the
+    row authenticated with it): header, commitment, every chunk tag and the length, so that a
+    corrupt replica is never copied, whatever the backend says. A source that fails is reported
+    as a read would (metric, ``integrity.failure`` event) and becomes a repair target itself.
+    Idempotent: a target is moved from ``repairs`` to ``backends`` only once all its copies are
+    stored, and copies overwrite.
     """
     report = RepairReport()
     after = ("", "")
@@ -213,6 +224,23 @@ async def repair_replicas(gateway: Gateway, *, page_size: int = 100) -> RepairRe
 
 
 async def _repair_one(gateway: Gateway, record: ObjectRecord, report: RepairReport) -> None:
+    try:
+        dek = await gateway.unwrap_verified(record)
+    except BlindstoreError as exc:
+        # Without the DEK nothing can be verified, so nothing is copied.
+        log.warning("repair_unverifiable", error=type(exc).__name__)
+        report.failed += len(record.repairs)
+        report.quarantined += record.quarantined is not None
+        return
+    rejected: list[str] = []
+    verified = False
+    if record.quarantined is not None:
+        # Every replica failed a read: check them in place (one may have been restored).
+        for name in record.backends:
+            if await _verifies_in_place(gateway, record, name, dek):
+                verified = True
+                break
+            rejected.append(name)
     backends, repairs = list(record.backends), list(record.repairs)
     for name in record.repairs:
         target = gateway.backends.get(name)
@@ -222,17 +250,24 @@ async def _repair_one(gateway: Gateway, record: ObjectRecord, report: RepairRepo
             continue
         try:
             for part in record.parts:
-                await _copy_part(gateway, record, part, target)
+                await _copy_part(gateway, record, part, target, dek, rejected, report)
                 report.blobs_copied += 1
         except BlindstoreError as exc:
             log.warning("repair_failed", backend=name, error=type(exc).__name__)
             report.failed += 1
             continue
+        verified = True
         backends.append(name)
         repairs.remove(name)
         report.repaired += 1
-    if repairs == list(record.repairs):
+    if not verified:
+        # No replica verifies: the catalog keeps (or now has) the object quarantined.
+        report.quarantined += record.quarantined is not None or set(rejected) >= set(
+            record.backends
+        )
         return
+    backends = [name for name in backends if name not in rejected]
+    repairs = [*repairs, *(name for name in rejected if name not in repairs)]
     current = await gateway.catalog.set_replicas(
         record.bucket, record.key, record.object_id, tuple(backends), tuple(repairs)
     )
@@ -242,21 +277,52 @@ async def _repair_one(gateway: Gateway, record: ObjectRecord, report: RepairRepo
         for name in set(backends) - set(record.backends):
             for part in record.parts:
                 await _delete_quietly(gateway.backends[name], record.container, part.blob)
+        return
+    report.released += record.quarantined is not None
+
+
+async def _verifies_in_place(gateway: Gateway, record: ObjectRecord, name: str, dek: bytes) -> bool:
+    """Whether every blob of ``record`` on backend ``name`` verifies under ``dek``."""
+    backend = gateway.backends.get(name)
+    if backend is None:
+        return False
+    try:
+        for part in record.parts:
+            async for _ in _verified(backend, record, part, dek):
+                pass
+    except BlindstoreError as exc:
+        log.warning("repair_replica_still_bad", backend=name, error=type(exc).__name__)
+        return False
+    return True
 
 
 async def _copy_part(
-    gateway: Gateway, record: ObjectRecord, part: StoredPart, target: Backend
+    gateway: Gateway,
+    record: ObjectRecord,
+    part: StoredPart,
+    target: Backend,
+    dek: bytes,
+    rejected: list[str],
+    report: RepairReport,
 ) -> None:
-    """Copy one blob from the first replica that yields it whole."""
+    """Copy one blob from the first replica whose blob verifies as it is copied; a source that
+    fails verification is reported and added to ``rejected``."""
     error: BlindstoreError = IntegrityError("no replica to copy from")
     for name in record.backends:
         source = gateway.backends.get(name)
-        if source is None:
+        if source is None or name in rejected:
             continue
         try:
-            # One byte past the end: a replica holding appended bytes is not copied.
-            chunks = source.get(record.container, part.blob, 0, part.stored_size + 1)
-            stored = await target.put(record.container, part.blob, chunks)
+            stored = await target.put(
+                record.container, part.blob, _verified(source, record, part, dek)
+            )
+        except IntegrityError as exc:
+            await _delete_quietly(target, record.container, part.blob)
+            rejected.append(name)
+            report.sources_rejected += 1
+            await gateway.replica_failed(record, source, part.part_number, exc)
+            error = exc
+            continue
         except BlindstoreError as exc:
             log.warning("repair_source_failed", backend=name, error=type(exc).__name__)
             error = exc
@@ -267,6 +333,21 @@ async def _copy_part(
         await _delete_quietly(target, record.container, part.blob)
         error = IntegrityError("replica size differs from the manifest")
     raise error
+
+
+async def _verified(
+    source: Backend, record: ObjectRecord, part: StoredPart, dek: bytes
+) -> AsyncIterator[bytes]:
+    """The blob of ``part`` on ``source`` as stored, verified on the way (the plaintext is
+    dropped); ``IntegrityError`` at the first fault, at the latest once the blob has ended."""
+    reader = crypto.segment_reader(
+        dek, record.tenant_id, record.object_id, part.part_number, plaintext_size=part.size
+    )
+    # One byte past the end: a replica holding appended bytes fails, and is not copied.
+    async for data in source.get(record.container, part.blob, 0, part.stored_size + 1):
+        reader.feed(data)
+        yield data
+    reader.finish()
 
 
 async def _delete_quietly(backend: Backend, container: str, blob: str) -> None:

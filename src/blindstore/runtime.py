@@ -10,6 +10,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -27,7 +28,7 @@ from blindstore.config import (
     Settings,
     VaultSettings,
 )
-from blindstore.errors import BlindstoreError, ConfigError, ServiceUnavailable
+from blindstore.errors import BlindstoreError, ConfigError, KeyServiceError, ServiceUnavailable
 from blindstore.gateway import Gateway
 from blindstore.keys.bucketkeys import BucketKeyPolicy, StoredBucketKey
 from blindstore.keys.service import KeyService
@@ -46,6 +47,7 @@ from blindstore.policy import load_file
 from blindstore.provision import seal_stored_secrets
 from blindstore.server.protocol import protocol_class
 from blindstore.server.s3app import S3App
+from blindstore.subjects import convert_unkeyed_digests, digest_key_name
 
 log = structlog.get_logger("blindstore.runtime")
 
@@ -190,8 +192,9 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     catalog = open_catalog(settings)
     bucket_keys = settings.keys.bucket_keys
     session = vault_session(settings)
+    transit = transit_wrapper(settings, session)
     keys = KeyService(
-        transit_wrapper(settings, session),
+        transit,
         pool_size=settings.keys.pool_size,
         pool_ttl=settings.keys.pool_ttl_seconds,
         cache_ttl=settings.keys.cache_ttl_seconds,
@@ -231,6 +234,9 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         gateway.placement = holder.place
         gateway.reload_placement = holder.reload
         gateway.current_policy = lambda: holder.policy
+    gateway.dependency_probes["vault"] = transit.check_health
+    subjects_key = digest_key_name(settings.vault.key_prefix)
+    gateway.subject_keying = partial(transit.hmac, subjects_key)
     audit = audit_log(settings, catalog, session)
     gateway.audit = audit
     try:
@@ -243,9 +249,22 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             delete_deferred_blobs(gateway, storage.delete_delay_seconds),
             audit if audit is not None else nullcontext(),
         ):
+            await _key_subject_digests(catalog, gateway, subjects_key)
             yield gateway
     finally:
         await gateway.close()
+
+
+async def _key_subject_digests(catalog: Catalog, gateway: Gateway, key_name: str) -> None:
+    """Convert data-subject digests written before catalog revision 0009 (unkeyed SHA-256) to
+    keyed ones, once: a subject whose row stayed unkeyed would not be found by shredding."""
+    try:
+        await convert_unkeyed_digests(catalog, gateway.keyed_subject)
+    except KeyServiceError as exc:
+        raise ConfigError(
+            f"cannot key the data-subject digests ({exc}): create the Transit HMAC key "
+            f"{key_name} (deploy/openbao/provision.sh) and allow the gateway transit/hmac on it"
+        ) from exc
 
 
 class TransitCheckpointSigner:

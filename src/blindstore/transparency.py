@@ -186,6 +186,10 @@ class TransparencyRecord(_Document):
     #: The last recorded read (None: never read, or the audit trail is not available).
     last_accessed: float | None
     last_accessed_iso: str | None
+    #: When the object's last replica failed verification (docs/format.md §9): null while
+    #: healthy; ``blindstore repair`` lifts it once a replica verifies again.
+    quarantined: float | None = None
+    quarantined_iso: str | None = None
 
 
 class Usage(_Frozen):
@@ -287,6 +291,8 @@ async def object_transparency(
         written_iso=_iso(record.last_modified) or "",
         last_accessed=last,
         last_accessed_iso=_iso(last),
+        quarantined=record.quarantined,
+        quarantined_iso=_iso(record.quarantined),
     )
 
 

@@ -1284,6 +1284,61 @@ class CatalogContract:
         assert repaired is not None
         assert (repaired.backends, repaired.repairs) == ((BACKEND, "s3"), ())
 
+    async def test_ping_answers(self, catalog: Catalog) -> None:
+        await catalog.ping()
+
+    async def test_a_failed_replica_moves_to_repairs_and_the_last_one_quarantines(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        record = dataclasses.replace(make_object("photos", "scan"), backends=("a", "b"))
+        await catalog.put_object(record)
+        oid = record.object_id
+
+        assert await catalog.mark_replica_bad("photos", "scan", oid, "a", 2000.0) == (
+            "moved_to_repairs"
+        )
+        moved = await catalog.get_object("photos", "scan")
+        assert moved is not None
+        assert (moved.backends, moved.repairs, moved.quarantined) == (("b",), ("a",), None)
+        # A second reader that failed on the same replica changes nothing more.
+        assert await catalog.mark_replica_bad("photos", "scan", oid, "a", 2001.0) == "unchanged"
+        # Another version of the key is not touched by a failure seen on an older one.
+        assert (
+            await catalog.mark_replica_bad("photos", "scan", ident("old"), "b", 2002.0)
+            == "unchanged"
+        )
+
+        assert await catalog.mark_replica_bad("photos", "scan", oid, "b", 2003.0) == "quarantined"
+        assert await catalog.mark_replica_bad("photos", "scan", oid, "b", 2004.0) == "quarantined"
+        quarantined = await catalog.get_object("photos", "scan")
+        assert quarantined is not None
+        assert (quarantined.backends, quarantined.repairs) == (("b",), ("a",))
+        assert quarantined.quarantined == 2003.0
+        assert [r.key for r in await catalog.objects_to_repair()] == ["scan"]
+
+        # A repair that found a replica that verifies lifts the quarantine.
+        assert await catalog.set_replicas("photos", "scan", oid, ("b", "a"), ())
+        healed = await catalog.get_object("photos", "scan")
+        assert healed is not None
+        assert (healed.backends, healed.repairs, healed.quarantined) == (("b", "a"), (), None)
+        assert await catalog.objects_to_repair() == []
+
+    async def test_a_quarantined_object_alone_is_listed_for_repair(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        record = make_object("photos", "only")
+        await catalog.put_object(record)
+        assert await catalog.mark_replica_bad(
+            "photos", "only", record.object_id, BACKEND, 3000.0
+        ) == ("quarantined")
+        listed = await catalog.objects_to_repair()
+        assert [(r.key, r.backends, r.quarantined) for r in listed] == [
+            ("only", (BACKEND,), 3000.0)
+        ]
+        # Overwriting the key gives a fresh, healthy object.
+        await catalog.put_object(make_object("photos", "only"))
+        assert await catalog.objects_to_repair() == []
+
     async def test_replica_usage_counts_objects_and_bytes_per_replica_set_by_tenant_or_bucket(
         self, catalog: Catalog
     ) -> None:
@@ -1373,6 +1428,27 @@ class CatalogContract:
         )
 
     # -- data-subject keys ---------------------------------------------------------------------
+
+    async def test_unkeyed_subject_digests_are_listed_and_replaced_by_compare_and_set(
+        self, catalog: Catalog
+    ) -> None:
+        await setup_bucket(catalog)
+        old = dataclasses.replace(subject_key("patient-1"), digest_keyed=False)
+        new = subject_key("patient-2")
+        await catalog.add_subject_key(old)
+        await catalog.add_subject_key(new)
+        assert await catalog.unkeyed_subject_keys() == [old]
+
+        keyed = hashlib.sha256(b"keyed" + old.subject_digest).digest()
+        # Another digest than the row holds: nothing changes.
+        assert not await catalog.set_keyed_subject_digest(old.key_name, keyed, keyed)
+        assert await catalog.set_keyed_subject_digest(old.key_name, old.subject_digest, keyed)
+        assert not await catalog.set_keyed_subject_digest(old.key_name, old.subject_digest, keyed)
+
+        assert await catalog.unkeyed_subject_keys() == []
+        found = await catalog.get_subject_key(TENANT.tenant_id, keyed)
+        assert found == dataclasses.replace(old, subject_digest=keyed, digest_keyed=True)
+        assert await catalog.get_subject_key(TENANT.tenant_id, old.subject_digest) is None
 
     async def test_a_subject_key_is_found_by_its_tenant_and_digest(self, catalog: Catalog) -> None:
         await catalog.create_tenant(TENANT)

@@ -163,6 +163,9 @@ def test_admin_requests_are_recorded_with_their_route(agw: RunningGateway) -> No
     health = records(agw, AuditFilter(operation="admin.Health"))
     assert health
     assert health[-1].event.result == "200"
+    # Readiness probes act on nothing and are polled every few seconds: unrecorded.
+    assert _admin_call(agw, "/-/ready", token=None) == 200
+    assert records(agw, AuditFilter(operation="admin.Ready")) == []
 
 
 # ---------------------------------------------------------------------------- fail closed

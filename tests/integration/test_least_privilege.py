@@ -32,6 +32,7 @@ SIGN_KEY = "hgw-sign"
 AUDIT_KEY = "hgw-audit"
 CREDS_KEY = "hgw-creds"
 S3_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+SUBJECTS_KEY = "hgw-subjects"
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,8 @@ def test_provisioning_configures_upsert_the_audit_header_the_roles_and_the_signi
     assert (audit_key["type"], audit_key["deletion_allowed"]) == ("ed25519", False)
     creds_key = _root_key(bao, CREDS_KEY)[1]["data"]
     assert {name: creds_key[name] for name in KEY_SETTINGS} == dict(KEY_SETTINGS)
+    subjects_key = _root_key(bao, SUBJECTS_KEY)[1]["data"]
+    assert (subjects_key["type"], subjects_key["exportable"]) == ("hmac", False)
     role = call(bao, bao.token, "GET", "auth/approle/role/blindstore-gateway")[1]["data"]
     assert role["token_policies"] == ["blindstore-gateway"]
     assert role["token_no_default_policy"] is True
@@ -167,6 +170,13 @@ def _refused_requests(key: str) -> list[tuple[str, str, dict[str, Any] | None]]:
         ("POST", f"transit/keys/{AUDIT_KEY}/rotate", {}),
         ("GET", f"transit/keys/{AUDIT_KEY}", None),
         ("POST", "transit/config/keys", {"disable_upsert": True}),
+        # HMAC: with the subject digest key only, its default algorithm, no other parameter.
+        ("POST", f"transit/hmac/{key}", {"input": _b64(b"x")}),
+        ("POST", f"transit/hmac/{AUDIT_KEY}", {"input": _b64(b"x")}),
+        ("POST", f"transit/hmac/{SUBJECTS_KEY}/sha2-512", {"input": _b64(b"x")}),
+        ("POST", f"transit/hmac/{SUBJECTS_KEY}", {"input": _b64(b"x"), "algorithm": "sha1"}),
+        ("POST", f"transit/keys/{SUBJECTS_KEY}/rotate", {}),
+        ("GET", f"transit/keys/{SUBJECTS_KEY}", None),
         ("POST", "sys/policies/acl/blindstore-gateway", {"policy": 'path "*" {}'}),
         # Encrypt beyond what the gateway sends: an older key version, associated data.
         ("POST", f"transit/encrypt/{key}", {"batch_input": [_wrap_item()], "key_version": 1}),
@@ -343,6 +353,24 @@ def test_gateway_identity_cannot_choose_the_settings_of_an_upserted_key(
     body = {"batch_input": [_wrap_item()], **extra}
     assert call(bao, tokens["gateway"], "POST", f"transit/encrypt/{subject_key}", body)[0] == 403
     assert _root_key(bao, subject_key)[0] == 404
+
+
+def test_gateway_identity_keys_subject_digests_with_hgw_subjects(
+    bao: OpenBaoServer, tokens: dict[str, str]
+) -> None:
+    digest = secrets.token_bytes(32)
+
+    async def keyed() -> bytes:
+        wrapper = _wrapper(bao, tokens["gateway"])
+        try:
+            return await wrapper.hmac(SUBJECTS_KEY, digest)
+        finally:
+            await wrapper.close()
+
+    first = anyio.run(keyed)
+    assert len(first) == 32
+    assert first != digest
+    assert anyio.run(keyed) == first
 
 
 def test_the_gateway_serves_s3_with_its_least_privilege_identity(

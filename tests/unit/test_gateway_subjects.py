@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 
@@ -12,14 +13,14 @@ from blindstore import provision
 from blindstore.backends.memory import MemoryBackend
 from blindstore.catalog.base import ObjectRecord, Shred
 from blindstore.catalog.sql import SqlCatalog
-from blindstore.errors import KeyShredded
+from blindstore.errors import KeyServiceError, KeyShredded
 from blindstore.gateway import Gateway, Principal, WriteMeta
 from blindstore.keys.memory import InMemoryKeyWrapper
 from blindstore.keys.service import KeyService
 from blindstore.s3.checksums import BodyVerifier
 from blindstore.s3.conditions import Conditions
 from blindstore.server.wire import VerifiedBody
-from blindstore.subjects import is_subject_key, subject_digest
+from blindstore.subjects import is_subject_key, subject_digest, unkeyed_digest
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +37,7 @@ class World:
         self.gateway = Gateway(
             self.catalog, self.keys, {"memory": MemoryBackend()}, default_backend="memory"
         )
+        self.gateway.subject_keying = partial(self.wrapper.hmac, "hgw-subjects")
         self.principal: Principal
 
     async def setup(self) -> None:
@@ -112,9 +114,28 @@ async def test_objects_of_a_subject_share_its_own_key_and_others_do_not(world: W
     assert plain.key_name == world.principal.tenant.key_name
     assert [await world.get(k) for k in "abcd"] == [b"1", b"2", b"3", b"4"]
     tenant_id = world.principal.tenant.tenant_id
-    found = await world.catalog.get_subject_key(tenant_id, subject_digest(tenant_id, PATIENT))
+    digest = await subject_digest(tenant_id, PATIENT, world.gateway.keyed_subject)
+    found = await world.catalog.get_subject_key(tenant_id, digest)
     assert found is not None
     assert found.key_name == first.key_name
+
+
+async def test_the_stored_digest_is_keyed_not_a_hash_of_the_subject_id(world: World) -> None:
+    await world.put("a", b"1", subject=PATIENT)
+    tenant_id = world.principal.tenant.tenant_id
+    [key] = await world.catalog.list_subject_keys(tenant_id)
+
+    unkeyed = unkeyed_digest(tenant_id, PATIENT)
+    assert key.subject_digest != unkeyed
+    assert key.subject_digest == await world.wrapper.hmac("hgw-subjects", unkeyed)
+    assert key.digest_keyed
+
+
+async def test_a_write_naming_a_subject_is_refused_without_a_digest_key(world: World) -> None:
+    world.gateway.subject_keying = None
+    with pytest.raises(KeyServiceError, match="no data-subject digest key"):
+        await world.put("a", b"1", subject=PATIENT)
+    assert await world.catalog.get_object("b", "a") is None
 
 
 async def test_the_subject_id_is_stored_nowhere(world: World) -> None:

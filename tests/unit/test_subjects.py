@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 import typer
 
+from blindstore.catalog.base import SubjectKey, Tenant
+from blindstore.catalog.sql import SqlCatalog
 from blindstore.cli.keys import parse_duration
 from blindstore.errors import InvalidArgument
 from blindstore.provision import tenant_key_name
 from blindstore.subjects import (
     SUBJECT_MAX_LENGTH,
     check_subject_id,
+    convert_unkeyed_digests,
     is_subject_key,
-    subject_digest,
     subject_key_name,
+    unkeyed_digest,
 )
 
 TENANT = bytes(range(16))
@@ -21,18 +27,18 @@ OTHER_TENANT = bytes(range(1, 17))
 
 
 def test_the_digest_of_a_subject_is_stable_and_differs_per_tenant_and_per_subject() -> None:
-    digest = subject_digest(TENANT, "patient-1")
+    digest = unkeyed_digest(TENANT, "patient-1")
 
-    assert digest == subject_digest(TENANT, "patient-1")
+    assert digest == unkeyed_digest(TENANT, "patient-1")
     assert len(digest) == 32
-    assert digest != subject_digest(OTHER_TENANT, "patient-1")
-    assert digest != subject_digest(TENANT, "patient-2")
-    assert digest != subject_digest(TENANT, "Patient-1")
+    assert digest != unkeyed_digest(OTHER_TENANT, "patient-1")
+    assert digest != unkeyed_digest(TENANT, "patient-2")
+    assert digest != unkeyed_digest(TENANT, "Patient-1")
 
 
 @pytest.mark.parametrize("subject", ["patient-1", "patient-000001", "NIR 185 057 800 6084", "Zoë"])
 def test_the_digest_never_contains_the_subject_id(subject: str) -> None:
-    digest = subject_digest(TENANT, subject)
+    digest = unkeyed_digest(TENANT, subject)
 
     assert subject.encode() not in digest
     assert subject.encode().hex() not in digest.hex()
@@ -40,7 +46,38 @@ def test_the_digest_never_contains_the_subject_id(subject: str) -> None:
 
 def test_the_tenant_id_and_the_subject_id_cannot_be_shifted_into_each_other() -> None:
     # Tenant ids have a fixed length, so (tenant, subject) splits of the same bytes differ.
-    assert subject_digest(TENANT, "ab") != subject_digest(TENANT[1:] + b"a", "b")
+    assert unkeyed_digest(TENANT, "ab") != unkeyed_digest(TENANT[1:] + b"a", "b")
+
+
+async def _keyed(digest: bytes) -> bytes:
+    """Stands for the Transit HMAC of the subject digest key."""
+    return hmac.new(b"k" * 32, digest, hashlib.sha256).digest()
+
+
+@pytest.mark.anyio
+async def test_unkeyed_digests_are_converted_without_the_subject_ids_once() -> None:
+    catalog = SqlCatalog("sqlite://")
+    try:
+        await catalog.create_tenant(Tenant(TENANT, "clinic", "hgw-t-x", "c", 1.0))
+        old = [
+            SubjectKey(f"hgw-p-{n}", TENANT, unkeyed_digest(TENANT, f"patient-{n}"), 1.0)
+            for n in range(3)
+        ]
+        for key in old:
+            await catalog.add_subject_key(
+                SubjectKey(key.key_name, TENANT, key.subject_digest, 1.0, digest_keyed=False)
+            )
+
+        assert await convert_unkeyed_digests(catalog, _keyed, batch=2) == 3
+        assert await convert_unkeyed_digests(catalog, _keyed) == 0
+        for n, key in enumerate(old):
+            found = await catalog.get_subject_key(
+                TENANT, await _keyed(unkeyed_digest(TENANT, f"patient-{n}"))
+            )
+            assert found is not None
+            assert (found.key_name, found.digest_keyed) == (key.key_name, True)
+    finally:
+        await catalog.close()
 
 
 def test_subject_key_names_name_the_tenant_and_a_random_id_never_the_subject() -> None:

@@ -104,6 +104,14 @@ class ObjectRecord:
     provenance: dict[str, str] = field(default_factory=dict)
     #: Retention end, seconds since the epoch (``blindstore retention enforce``).
     retention_until: float | None = None
+    #: When its last replica failed verification (seconds since the epoch), until
+    #: ``blindstore repair`` finds a replica that verifies again. None: healthy.
+    quarantined: float | None = None
+
+
+#: What ``Catalog.mark_replica_bad`` did: the replica moved to ``repairs`` (another one remains),
+#: the object was quarantined (it was the last one), or nothing (the row changed meanwhile).
+ReplicaMark = Literal["moved_to_repairs", "quarantined", "unchanged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,9 @@ class SubjectKey:
     subject_digest: bytes
     created: float
     shredded: float | None = None
+    #: False for a digest written before catalog revision 0009 (unkeyed SHA-256), until the
+    #: gateway converts it (``blindstore.subjects.convert_unkeyed_digests``).
+    digest_keyed: bool = True
 
 
 ShredScope = Literal["tenant", "subject"]
@@ -280,6 +291,10 @@ class Catalog(Protocol):
     async def get_tenant(self, tenant_id: bytes) -> Tenant | None: ...
     async def get_tenant_by_name(self, name: str) -> Tenant | None: ...
     async def list_tenants(self) -> list[Tenant]: ...
+    async def ping(self) -> None:
+        """Return once the database answers one trivial query (readiness)."""
+        ...
+
     async def add_access_key(self, key: AccessKey) -> None: ...
     async def get_access_key(self, access_key_id: str) -> AccessKey | None: ...
 
@@ -413,7 +428,17 @@ class Catalog(Protocol):
     async def objects_to_repair(
         self, *, after: tuple[str, str] = ("", ""), limit: int = 100
     ) -> list[ObjectRecord]:
-        """Objects with pending repairs, ordered by (bucket, key), strictly after ``after``."""
+        """Objects with pending repairs or quarantined, ordered by (bucket, key), strictly
+        after ``after``."""
+        ...
+
+    async def mark_replica_bad(
+        self, bucket: str, key: str, object_id: bytes, backend: str, when: float
+    ) -> ReplicaMark:
+        """A replica failed verification: atomically, if the row still holds ``object_id`` and
+        ``backend`` is one of its replicas, move it to ``repairs`` when another replica remains,
+        else quarantine the object at ``when`` (its last replica stays listed, so that a repair
+        can check it again; an object already quarantined keeps its date)."""
         ...
 
     # deferred deletion of the blobs of replaced and deleted rows
@@ -442,7 +467,8 @@ class Catalog(Protocol):
         repairs: tuple[str, ...],
     ) -> bool:
         """Replace an object's replica lists if the row still holds ``object_id``; False if the
-        object was deleted or replaced meanwhile (its blobs are then someone else's garbage)."""
+        object was deleted or replaced meanwhile (its blobs are then someone else's garbage).
+        Only called once a replica verified: the object's quarantine, if any, is lifted."""
         ...
 
     # key lifecycle (rotation, data-subject keys, crypto-shredding)
@@ -456,6 +482,15 @@ class Catalog(Protocol):
 
     async def list_subject_keys(self, tenant_id: bytes) -> list[SubjectKey]:
         """Every subject key of a tenant, shredded ones included."""
+        ...
+
+    async def unkeyed_subject_keys(self, *, limit: int = 200) -> list[SubjectKey]:
+        """Subject keys (any tenant) whose digest is still unkeyed, at most ``limit``."""
+        ...
+
+    async def set_keyed_subject_digest(self, key_name: str, unkeyed: bytes, keyed: bytes) -> bool:
+        """Replace a key's unkeyed digest by its keyed one (compare and set); False if the row
+        no longer holds ``unkeyed`` as an unkeyed digest."""
         ...
 
     async def record_shred(self, shred: Shred) -> None:

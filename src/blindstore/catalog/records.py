@@ -136,6 +136,7 @@ def object_values(record: ObjectRecord) -> dict[str, Any]:
         "repairs": encode_names(record.repairs),
         "provenance": encode_dict(record.provenance),
         "retention_until": record.retention_until,
+        "quarantined": record.quarantined,
     }
 
 
@@ -163,6 +164,7 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         repairs,
         provenance,
         retention_until,
+        quarantined,
     ) = row
     return ObjectRecord(
         bucket,
@@ -186,6 +188,7 @@ def object_from_row(row: Sequence[Any]) -> ObjectRecord:
         decode_names(repairs),
         decode_dict(provenance),
         retention_until,
+        quarantined,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -101,6 +103,8 @@ objects = Table(
     Column("provenance", Text, nullable=False, server_default="{}"),
     #: Retention end (seconds since the epoch), for ``blindstore retention enforce``.
     Column("retention_until", Double, nullable=True),
+    #: When every replica failed verification (seconds since the epoch); NULL: healthy.
+    Column("quarantined", Double, nullable=True),
     Index(None, "retention_until"),
     # An object id names one object version, for ever: never two rows (nor a pending upload,
     # see ``SqlCatalog._require_unused_object_id``) with one id.
@@ -170,6 +174,9 @@ subject_keys = Table(
     Column("created", Double, nullable=False),
     #: Set when the key was crypto-shredded; a later PUT for the subject gets a new key.
     Column("shredded", Double, nullable=True),
+    #: True when ``subject_digest`` is keyed (Transit HMAC); false: the SHA-256 digest of rows
+    #: written before revision 0009, converted at the gateway's start.
+    Column("digest_keyed", Boolean, nullable=False, server_default=false()),
     # At most one live key per subject; shredded ones stay as a record.
     Index(
         None,

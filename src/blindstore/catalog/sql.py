@@ -31,6 +31,7 @@ from sqlalchemy import (
     delete,
     event,
     exists,
+    literal,
     or_,
     select,
     text,
@@ -52,6 +53,7 @@ from blindstore.catalog.base import (
     BucketKey,
     ListPage,
     ObjectRecord,
+    ReplicaMark,
     Tenant,
     Upload,
     UploadPage,
@@ -242,6 +244,14 @@ class SqlCatalog(
             return None if row is None else tenant_from_row(row)
 
         return await self._run(_READ, work)
+
+    async def ping(self) -> None:
+        """One trivial query: the database answers (readiness)."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(select(literal(1))).scalar_one()
+
+        await self._run(_READ, work)
 
     async def list_tenants(self) -> list[Tenant]:
         """Every tenant, by name."""
@@ -756,7 +766,7 @@ class SqlCatalog(
             rows = conn.execute(
                 select(objects)
                 .where(
-                    objects.c.repairs != encode_names(()),
+                    or_(objects.c.repairs != encode_names(()), objects.c.quarantined.is_not(None)),
                     or_(
                         objects.c.bucket > bucket,
                         and_(objects.c.bucket == bucket, objects.c.key > key),
@@ -787,9 +797,54 @@ class SqlCatalog(
                     objects.c.key == key,
                     objects.c.object_id == object_id,
                 )
-                .values(backends=encode_names(backends), repairs=encode_names(repairs))
+                .values(
+                    backends=encode_names(backends),
+                    repairs=encode_names(repairs),
+                    quarantined=None,
+                )
             ).rowcount
             return bool(changed)
+
+        return await self._run(_WRITE, work)
+
+    async def mark_replica_bad(
+        self, bucket: str, key: str, object_id: bytes, backend: str, when: float
+    ) -> ReplicaMark:
+        """Move a failed replica to ``repairs``, or quarantine the object (its last replica)."""
+
+        def work(conn: Connection) -> ReplicaMark:
+            where = (
+                objects.c.bucket == bucket,
+                objects.c.key == key,
+                objects.c.object_id == object_id,
+            )
+            # FOR UPDATE: two readers failing on the two replicas at once must not both move
+            # theirs away and leave the row with none (SQLite's write lock serialises anyway).
+            row = conn.execute(
+                select(objects.c.backends, objects.c.repairs, objects.c.quarantined)
+                .where(*where)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return "unchanged"
+            backends, repairs = decode_names(row.backends), decode_names(row.repairs)
+            if backend not in backends:
+                return "unchanged"
+            if len(backends) == 1:
+                if row.quarantined is None:
+                    # The first failure dates the quarantine; later ones leave it.
+                    conn.execute(update(objects).where(*where).values(quarantined=when))
+                return "quarantined"
+            kept = tuple(name for name in backends if name != backend)
+            conn.execute(
+                update(objects)
+                .where(*where)
+                .values(
+                    backends=encode_names(kept),
+                    repairs=encode_names((*repairs, backend)),
+                )
+            )
+            return "moved_to_repairs"
 
         return await self._run(_WRITE, work)
 

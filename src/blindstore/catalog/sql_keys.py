@@ -90,6 +90,37 @@ class KeyLifecycleQueries:
 
         return await self._read(work)
 
+    async def unkeyed_subject_keys(self, *, limit: int = 200) -> list[SubjectKey]:
+        """Subject keys whose digest is still the unkeyed SHA-256 one, at most ``limit``."""
+
+        def work(conn: Connection) -> list[SubjectKey]:
+            rows = conn.execute(
+                select(subject_keys)
+                .where(subject_keys.c.digest_keyed.is_(False))
+                .order_by(subject_keys.c.key_name)
+                .limit(limit)
+            )
+            return [SubjectKey(*row) for row in rows]
+
+        return await self._read(work)
+
+    async def set_keyed_subject_digest(self, key_name: str, unkeyed: bytes, keyed: bytes) -> bool:
+        """Replace a key's unkeyed digest by its keyed one, if it still holds ``unkeyed``."""
+
+        def work(conn: Connection) -> bool:
+            changed = conn.execute(
+                update(subject_keys)
+                .where(
+                    subject_keys.c.key_name == key_name,
+                    subject_keys.c.subject_digest == unkeyed,
+                    subject_keys.c.digest_keyed.is_(False),
+                )
+                .values(subject_digest=keyed, digest_keyed=True)
+            ).rowcount
+            return bool(changed)
+
+        return await self._write(work)
+
     # -- crypto-shredding --------------------------------------------------------------------
 
     async def record_shred(self, shred: Shred) -> None:
@@ -350,6 +381,7 @@ def _subject_values(key: SubjectKey) -> dict[str, Any]:
         "subject_digest": key.subject_digest,
         "created": key.created,
         "shredded": key.shredded,
+        "digest_keyed": key.digest_keyed,
     }
 
 

@@ -30,6 +30,7 @@ from blindstore.cli.devrun import (
     _demo_credentials,
     _interrupt,
     _write_private_json,
+    ensure_audit_key,
 )
 from blindstore.config import Settings
 from blindstore.devtools.azurite import start_azurite
@@ -174,6 +175,8 @@ async def _prepare(
     gateway: Gateway, settings: Settings, openbao: Any, info: dict[str, Any]
 ) -> None:
     prefix = settings.vault.key_prefix
+    # The audit checkpoint key and the data-subject digest key, as `blindstore dev` makes them.
+    await ensure_audit_key(settings, openbao.token)
     akid, secret = await _demo_credentials(
         gateway.catalog, gateway.keys, DEMO_TENANT, {}, prefix, "access_key", "secret_key"
     )

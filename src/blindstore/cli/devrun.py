@@ -25,6 +25,7 @@ from blindstore.keys.base import KeyWrapper
 from blindstore.keys.credentials import credentials_key_name
 from blindstore.keys.justification import job, justified
 from blindstore.logs import configure_logging
+from blindstore.subjects import digest_key_name
 
 DEMO_TENANT = "demo"
 ALT_TENANT = "demo-alt"
@@ -186,6 +187,9 @@ def _announce(console: Console, info: dict[str, Any]) -> None:
 
 
 async def ensure_audit_key(settings: Settings, admin_token: str) -> None:
-    """Create the audit checkpoint signing key (ed25519) if it is missing."""
+    """Create the gateway's service keys if missing: the audit checkpoint signing key (ed25519)
+    and the data-subject digest key (HMAC), as deploy/openbao/provision.sh does."""
     vault = settings.vault
-    await transit_admin(vault, admin_token).ensure_signing_key(settings.audit.key_name(vault))
+    admin = transit_admin(vault, admin_token)
+    await admin.ensure_signing_key(settings.audit.key_name(vault))
+    await admin.ensure_hmac_key(digest_key_name(vault.key_prefix))

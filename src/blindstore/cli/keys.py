@@ -296,7 +296,12 @@ def shred(
                 )
             else:
                 request = await shredding.new_subject_shred(
-                    catalog, found, subject, grace=grace_seconds, operator=who
+                    catalog,
+                    found,
+                    subject,
+                    grace=grace_seconds,
+                    operator=who,
+                    keyed=gateway.keyed_subject,
                 )
             usage = await catalog.key_usage(request.key_names)
             scope = "data subject of tenant" if subject else "tenant"

@@ -232,7 +232,8 @@ def gc(
 
 @app.command()
 def repair(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
-    """Copy objects to the replicas that missed their write (ciphertext as is; no keys needed)."""
+    """Copy objects to replicas that missed their write or failed verification (each blob
+    verified under its data key on the way); re-check quarantined objects."""
     from blindstore import runtime
     from blindstore.cli.audit import record_job
     from blindstore.maintenance import repair_replicas

@@ -110,6 +110,11 @@ def render_record(record: TransparencyRecord) -> None:
     _say(f"object: tenant {record.tenant!r}, bucket {record.bucket!r}, key {record.key!r}")
     _say(f"  id {record.object_id}, {format_size(record.size)}, etag {record.etag}")
     _say(f"  written {record.written_iso}, last read {record.last_accessed_iso or 'not recorded'}")
+    if record.quarantined_iso is not None:
+        _say(
+            f"  QUARANTINED since {record.quarantined_iso}: no replica verifies "
+            "(blindstore repair lifts it once one does)"
+        )
     rows = [(r.backend, [r.status.replace("_", " ")]) for r in record.replicas]
     console.print(_facts_table("Replicas", rows, ("status",)))
     activities = Table(title="Who carries each HDS hosting activity", title_justify="left")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
@@ -20,14 +20,16 @@ from blindstore.errors import (
     BlindstoreError,
     BucketAlreadyExists,
     BucketAlreadyOwnedByYou,
+    KeyServiceError,
     KeyShredded,
     NoSuchBucket,
 )
 from blindstore.gateway.leases import BlobLeases
 from blindstore.gateway.records import Principal
 from blindstore.keys.base import KeyWrapper
+from blindstore.metrics import Metrics
 from blindstore.policy.model import ObjectFacts, Placement, Policy
-from blindstore.subjects import is_subject_key
+from blindstore.subjects import Keying, is_subject_key
 
 log = structlog.get_logger("blindstore.gateway")
 
@@ -71,6 +73,13 @@ class GatewayBase:
         self.revoked_keys: frozenset[str] = frozenset()
         #: Blobs that reads of this process are streaming (the deferred deleter skips them).
         self.leases = BlobLeases()
+        #: Keys data-subject digests (Transit HMAC; set by the composition root, see
+        #: ``blindstore.subjects``). None: writes naming a data subject are refused.
+        self.subject_keying: Keying | None = None
+        #: This gateway's Prometheus counters (``GET /-/metrics``).
+        self.metrics = Metrics()
+        #: What readiness probes, by dependency name (the composition root adds ``vault``).
+        self.dependency_probes: dict[str, Callable[[], Awaitable[None]]] = {"catalog": catalog.ping}
         self._bucket_cache_seconds = bucket_cache_seconds
         self._mono = time.monotonic
 
@@ -94,6 +103,12 @@ class GatewayBase:
     async def refresh_revocations(self) -> None:
         """Re-read which keys were crypto-shredded (by ``blindstore keys shred``, any process)."""
         self.revoked_keys = await self.catalog.revoked_key_names()
+
+    async def keyed_subject(self, digest: bytes) -> bytes:
+        """``digest`` keyed by the data-subject digest key (``blindstore.subjects``)."""
+        if self.subject_keying is None:
+            raise KeyServiceError("no data-subject digest key is configured")
+        return await self.subject_keying(digest)
 
     def check_not_revoked(self, key_name: str) -> None:
         """``KeyShredded`` if ``key_name`` was crypto-shredded."""

@@ -9,10 +9,12 @@ import structlog
 
 from blindstore import crypto
 from blindstore.audit import facts as audit_facts
+from blindstore.audit.events import AuditEvent
 from blindstore.backends.base import Backend
 from blindstore.catalog.base import ObjectRecord, StoredPart
 from blindstore.errors import (
     BackendUnavailable,
+    BlindstoreError,
     BlobNotFound,
     IntegrityError,
     InvalidArgument,
@@ -30,6 +32,8 @@ log = structlog.get_logger("blindstore.gateway")
 _NO_CONDITIONS = Conditions()
 #: Read errors after which the next replica is tried (when no plaintext byte was released yet).
 _FAILOVER = (BackendUnavailable, BlobNotFound, IntegrityError)
+#: The audit operation of a replica whose blob failed verification (docs/audit.md).
+INTEGRITY_FAILURE = "integrity.failure"
 
 
 class Reads(GatewayBase):
@@ -143,7 +147,11 @@ class Reads(GatewayBase):
         return body, False
 
     def _replicas(self, record: ObjectRecord) -> list[Backend]:
-        """The backends holding ``record``, in read-preference order (unknown names skipped)."""
+        """The backends holding ``record``, in read-preference order (unknown names skipped).
+
+        A quarantined object is still read: every byte released is verified, so the ranges
+        whose chunks verify are served and the others fail, each failure reported again.
+        """
         replicas = [self.backends[name] for name in record.backends if name in self.backends]
         if not replicas:
             raise IntegrityError(f"no known backend among {record.backends!r}")
@@ -155,15 +163,20 @@ class Reads(GatewayBase):
         """``attempt`` on each replica in turn until one succeeds; the last error otherwise.
 
         Safe because ``attempt`` verifies everything before returning: nothing has reached the
-        client when a replica fails.
+        client when a replica fails. A replica whose blob fails verification is reported
+        (``replica_failed``) before the next one is tried.
         """
         replicas = self._replicas(record)
-        for backend in replicas[:-1]:
+        for index, backend in enumerate(replicas):
             try:
                 return await attempt(backend)
             except _FAILOVER as exc:
+                if isinstance(exc, IntegrityError):
+                    await self.replica_failed(record, backend, record.parts[0].part_number, exc)
+                if index == len(replicas) - 1:
+                    raise
                 _log_failover(backend, exc)
-        return await attempt(replicas[-1])
+        raise AssertionError("unreachable: the last replica returns or raises")
 
     async def _open_small(self, backend: Backend, record: ObjectRecord, dek: bytes) -> bytes:
         """A small single-segment object, fetched and verified in one piece (the fast path)."""
@@ -232,22 +245,91 @@ class Reads(GatewayBase):
         lo: int,
         hi: int,
     ) -> AsyncIterator[bytes]:
-        """``_read_part`` from the first replica that yields its first bytes (or ends cleanly)."""
-        for index, backend in enumerate(replicas):
+        """``_read_part`` from the first replica that yields its first bytes (or ends cleanly).
+
+        A replica whose blob fails verification is reported (``replica_failed``) and dropped
+        from ``replicas``, so the object's later parts skip it too. Once bytes were released a
+        failure still cuts the read, after being reported.
+        """
+        candidates = list(replicas)
+        for index, backend in enumerate(candidates):
             stream = self._read_part(backend, record, part, dek, lo, hi)
             try:
                 first = await anext(stream, None)
             except _FAILOVER as exc:
-                if index == len(replicas) - 1:
+                if isinstance(exc, IntegrityError):
+                    await self.replica_failed(record, backend, part.part_number, exc)
+                    if len(replicas) > 1:
+                        replicas.remove(backend)
+                if index == len(candidates) - 1:
                     raise
                 _log_failover(backend, exc)
                 continue
             if first is None:
                 return
             yield first
-            async for chunk in stream:
-                yield chunk
+            try:
+                async for chunk in stream:
+                    yield chunk
+            except IntegrityError as exc:
+                await self.replica_failed(record, backend, part.part_number, exc)
+                raise
             return
+
+    async def unwrap_verified(self, record: ObjectRecord) -> bytes:
+        """The DEK of ``record``, its row authenticated with it (``blindstore repair`` checks
+        every blob it copies, or lifts a quarantine on, under the object's own keys)."""
+        return await self._open_record(record)
+
+    async def replica_failed(
+        self, record: ObjectRecord, backend: Backend, part_number: int, exc: IntegrityError
+    ) -> None:
+        """A replica's blob failed verification: count it, mark the replica bad in the catalog
+        (to ``repairs`` while another replica remains, else the object is quarantined) and
+        record an ``integrity.failure`` audit event.
+
+        Best effort: the read goes on from another replica (or fails as it would have) even if
+        the catalog cannot take the mark or the event; the metric and the log still have it.
+        """
+        reason = getattr(exc, "reason", None) or str(exc) or "verification failed"
+        self.metrics.integrity_failures.labels(backend=backend.name).inc()
+        outcome: str
+        try:
+            outcome = await self.catalog.mark_replica_bad(
+                record.bucket, record.key, record.object_id, backend.name, self.clock()
+            )
+        except BlindstoreError as error:
+            outcome = "not_recorded"
+            log.error("replica_mark_failed", backend=backend.name, error=type(error).__name__)
+        log.error(
+            "integrity_failure",
+            backend=backend.name,
+            object_id=record.object_id.hex(),
+            part=part_number,
+            reason=reason,
+            replica=outcome,
+        )
+        if self.audit is None:
+            return
+        event = AuditEvent(
+            time=self.clock(),
+            request_id="",
+            principal="",
+            operation=INTEGRITY_FAILURE,
+            result=outcome,
+            tenant_id=record.tenant_id,
+            # Bucket and key stay out: the object id links the event to the request's record.
+            object_id=record.object_id,
+            version=record.etag,
+            backends=(backend.name,),
+            key_name=record.key_name,
+            key_version=record.key_version,
+            detail={"part": part_number, "reason": reason},
+        )
+        try:
+            await self.audit.append(event)
+        except BlindstoreError as error:
+            log.error("audit.integrity_failure_not_recorded", error=type(error).__name__)
 
     async def _read_part(
         self,

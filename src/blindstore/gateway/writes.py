@@ -98,7 +98,7 @@ class Writes(GatewayBase):
 
     async def _subject_key(self, tenant: Tenant, subject: str) -> str:
         """The live key of a data subject, recorded on first use."""
-        digest = subject_digest(tenant.tenant_id, subject)
+        digest = await subject_digest(tenant.tenant_id, subject, self.keyed_subject)
         found = await self.catalog.get_subject_key(tenant.tenant_id, digest)
         if found is not None:
             return found.key_name

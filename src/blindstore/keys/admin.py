@@ -132,6 +132,17 @@ class TransitAdmin:
             raise KeyServiceError(f"Transit key {name} is not an ed25519 signing key")
         return info
 
+    async def ensure_hmac_key(self, name: str) -> KeyInfo:
+        """The HMAC key (type ``hmac``, 256 bits, not exportable) that keys data-subject digests,
+        created if missing (provisioning normally creates it)."""
+        info = await self.key_info(name)
+        if info is None:
+            await self._call("post", f"keys/{name}", {"type": "hmac", "key_size": 32})
+            info = await self.key_info(name)
+        if info is None or info.type != "hmac":
+            raise KeyServiceError(f"Transit key {name} is not an HMAC key")
+        return info
+
     async def sign(self, name: str, message: bytes) -> tuple[str, int]:
         """An ed25519 signature of ``message`` (``vault:vN:<b64>``) and the key version used."""
         check_key_name(name)

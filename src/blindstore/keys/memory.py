@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable, Sequence
 
@@ -35,6 +37,7 @@ class InMemoryKeyWrapper:
         #: creates it (how the gateway makes data-subject keys).
         self._upsert = upsert
         self._versions: dict[str, list[AESGCM]] = {}
+        self._hmac_keys: dict[str, bytes] = {}
         self._vault_calls = 0
 
     @property
@@ -47,6 +50,13 @@ class InMemoryKeyWrapper:
         await anyio.lowlevel.checkpoint()
         if key_name not in self._versions:
             self._versions[key_name] = [AESGCM(self._rng(32))]
+
+    async def hmac(self, key_name: str, data: bytes) -> bytes:
+        """HMAC-SHA-256 of ``data`` under ``key_name``'s (made on first use) HMAC key, as
+        ``TransitKeyWrapper.hmac`` (which Transit computes)."""
+        await anyio.lowlevel.checkpoint()
+        key = self._hmac_keys.setdefault(key_name, self._rng(32))
+        return hmac.new(key, data, hashlib.sha256).digest()
 
     def rotate_key(self, key_name: str) -> int:
         """Add a key version (new wraps use it; old ones still unwrap) and return its number."""

@@ -315,6 +315,37 @@ class TransitKeyWrapper:
     ) -> None:
         """Nothing is cached at this layer."""
 
+    async def hmac(self, key_name: str, data: bytes) -> bytes:
+        """The HMAC-SHA-256 of ``data`` under ``key_name``'s version 1 (``transit/hmac``), raw.
+
+        Pinned to version 1 so that rotating the key never changes a digest already stored.
+        """
+        check_key_name(key_name)
+        body = {"input": _b64(data), "key_version": 1}
+        value = (
+            _data(await self._call("post", f"{self._prefix}/hmac/{key_name}", body)) or {}
+        ).get("hmac")
+        prefix = "vault:v1:"
+        if not isinstance(value, str) or not value.startswith(prefix):
+            raise KeyServiceError("unexpected Transit response: no hmac")
+        try:
+            return base64.b64decode(value.removeprefix(prefix), validate=True)
+        except binascii.Error as exc:
+            raise KeyServiceError("unexpected Transit response: malformed hmac") from exc
+
+    async def check_health(self) -> None:
+        """Return if Vault answers ``sys/health`` as initialised and unsealed (standbys count:
+        they forward Transit calls); ``KeyServiceUnavailable`` otherwise. One request, no
+        retries and no token (readiness probes it; a caller that gives up abandons the thread).
+        """
+        await anyio.to_thread.run_sync(
+            self._request,
+            "get",
+            "/v1/sys/health?standbyok=true&perfstandbyok=true",
+            None,
+            abandon_on_cancel=True,
+        )
+
     async def close(self) -> None:
         """Close the keep-alive connections."""
         self._client.adapter.close()

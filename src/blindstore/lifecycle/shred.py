@@ -33,7 +33,7 @@ from blindstore.catalog.base import Catalog, KeyUsage, ObjectRecord, Shred, Tena
 from blindstore.errors import BlindstoreError, ClientError
 from blindstore.keys.admin import KeyInfo, TransitAdmin
 from blindstore.lifecycle.certificates import CERTIFICATE_TYPE, attach_signature, canonical_bytes
-from blindstore.subjects import subject_digest
+from blindstore.subjects import Keying, subject_digest
 
 log = structlog.get_logger("blindstore.shred")
 
@@ -89,13 +89,15 @@ async def new_subject_shred(
     *,
     grace: float,
     operator: str,
+    keyed: Keying,
     clock: Callable[[], float] = time.time,
     rng: Callable[[int], bytes] = secrets.token_bytes,
 ) -> Shred:
-    """A request to shred a data subject's keys (found by its digest, never stored): the live
-    one and any retired one no shredding request covers (a request restored after the subject
-    got a new key leaves its key retired, see ``Catalog.cancel_shred``)."""
-    digest = subject_digest(tenant.tenant_id, subject)
+    """A request to shred a data subject's keys (found by its keyed digest, ``keyed`` being
+    the gateway's Transit HMAC; the id is never stored): the live one and any retired one no
+    shredding request covers (a request restored after the subject got a new key leaves its
+    key retired, see ``Catalog.cancel_shred``)."""
+    digest = await subject_digest(tenant.tenant_id, subject, keyed)
     revoked = await catalog.revoked_key_names()
     names = tuple(
         key.key_name

@@ -107,7 +107,8 @@ class AdminOperations:
         return Health(status=self._admin_json("GET", "/-/health")["status"])
 
     def ready(self) -> Health:
-        """The gateway can serve requests (its catalog answers); ``ServerError`` if not."""
+        """The gateway can serve requests (its catalog and OpenBao answer); ``ServerError``
+        (503 ``NotReady``) if not, naming what is down only to a client with the admin token."""
         return Health(status=self._admin_json("GET", "/-/ready")["status"])
 
     # -- tenants and access keys -------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +38,12 @@ from tests.unit.keys.fakes import ManualClock
 from tests.unit.lifecycle.fakes import FakeTransitAdmin
 
 pytestmark = pytest.mark.anyio
+
+
+async def _keyed(digest: bytes) -> bytes:
+    """Stands for the gateway's Transit HMAC (a fixed local key)."""
+    return hmac.new(b"k" * 32, digest, hashlib.sha256).digest()
+
 
 SIGNING_KEY = "hgw-sign"
 PATIENT = "patient-1"
@@ -71,7 +79,12 @@ class World:
             await self.catalog.create_bucket(Bucket(bucket, tenant.tenant_id, 1.0))
         for name, subject in ((PATIENT_KEY, PATIENT), (OTHER_PATIENT_KEY, "patient-2")):
             await self.catalog.add_subject_key(
-                SubjectKey(name, TENANT.tenant_id, subject_digest(TENANT.tenant_id, subject), 2.0)
+                SubjectKey(
+                    name,
+                    TENANT.tenant_id,
+                    await subject_digest(TENANT.tenant_id, subject, _keyed),
+                    2.0,
+                )
             )
 
     async def store(self, record: ObjectRecord) -> ObjectRecord:
@@ -183,7 +196,8 @@ async def test_destroying_a_tenant_deletes_its_keys_then_its_rows_and_containers
     assert keys_of(certificate) == [TENANT.key_name, PATIENT_KEY, OTHER_PATIENT_KEY]
     assert certificate["keys"][0] == {"name": TENANT.key_name, "existed": True, "versions": [1]}
     assert (
-        certificate["keys"][1]["subject_digest"] == subject_digest(TENANT.tenant_id, PATIENT).hex()
+        certificate["keys"][1]["subject_digest"]
+        == (await subject_digest(TENANT.tenant_id, PATIENT, _keyed)).hex()
     )
     assert PATIENT not in json.dumps(certificate)
     assert certificate["destroyed"] == {
@@ -220,7 +234,14 @@ async def test_destroying_a_subject_deletes_only_that_subjects_objects_and_blobs
     tenant = await world.catalog.get_tenant(TENANT.tenant_id)
     assert tenant is not None
     shred = await new_subject_shred(
-        world.catalog, tenant, PATIENT, grace=0, operator="dpo", clock=world.clock, rng=_ids()
+        world.catalog,
+        tenant,
+        PATIENT,
+        grace=0,
+        operator="dpo",
+        keyed=_keyed,
+        clock=world.clock,
+        rng=_ids(),
     )
     await request_shred(world.catalog, world.admin, shred)  # type: ignore[arg-type]
 
@@ -303,30 +324,42 @@ async def test_an_unknown_subject_cannot_be_shredded(world: World, subject: str)
     other: Tenant = OTHER_TENANT
 
     with pytest.raises(NothingToShred, match="no live key"):
-        await new_subject_shred(world.catalog, TENANT, subject, grace=0, operator="dpo")
+        await new_subject_shred(
+            world.catalog, TENANT, subject, grace=0, operator="dpo", keyed=_keyed
+        )
     with pytest.raises(NothingToShred):
-        await new_subject_shred(world.catalog, other, PATIENT, grace=0, operator="dpo")
+        await new_subject_shred(
+            world.catalog, other, PATIENT, grace=0, operator="dpo", keyed=_keyed
+        )
 
 
 async def test_a_shredded_subject_cannot_be_shredded_again_until_it_has_a_new_key(
     world: World,
 ) -> None:
-    first = await new_subject_shred(world.catalog, TENANT, PATIENT, grace=60, operator="dpo")
+    first = await new_subject_shred(
+        world.catalog, TENANT, PATIENT, grace=60, operator="dpo", keyed=_keyed
+    )
     await request_shred(world.catalog, world.admin, first)  # type: ignore[arg-type]
 
     with pytest.raises(NothingToShred):
-        await new_subject_shred(world.catalog, TENANT, PATIENT, grace=60, operator="dpo")
+        await new_subject_shred(
+            world.catalog, TENANT, PATIENT, grace=60, operator="dpo", keyed=_keyed
+        )
 
 
 async def test_a_subject_shred_covers_a_key_left_retired_by_a_restore(world: World) -> None:
     # Shredding requested, the subject writes again (a new key), the request is restored.
-    first = await new_subject_shred(world.catalog, TENANT, PATIENT, grace=60, operator="dpo")
+    first = await new_subject_shred(
+        world.catalog, TENANT, PATIENT, grace=60, operator="dpo", keyed=_keyed
+    )
     await request_shred(world.catalog, world.admin, first)  # type: ignore[arg-type]
     new_key = f"hgw-p-{TENANT.tenant_id.hex()}-{'44' * 16}"
-    digest = subject_digest(TENANT.tenant_id, PATIENT)
+    digest = await subject_digest(TENANT.tenant_id, PATIENT, _keyed)
     await world.catalog.add_subject_key(SubjectKey(new_key, TENANT.tenant_id, digest, 3.0))
     await restore_shred(world.catalog, world.admin, first)  # type: ignore[arg-type]
 
-    second = await new_subject_shred(world.catalog, TENANT, PATIENT, grace=0, operator="dpo")
+    second = await new_subject_shred(
+        world.catalog, TENANT, PATIENT, grace=0, operator="dpo", keyed=_keyed
+    )
 
     assert set(second.key_names) == {PATIENT_KEY, new_key}

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from blindstore.errors import BlindstoreError
-from blindstore.server.admin import accountability, health, policy, tenants
+from blindstore.server.admin import accountability, health, metrics, policy, tenants
 from blindstore.server.admin.common import AdminContext, ErrorBody, ErrorDetail
 
 log = structlog.get_logger("blindstore.admin")
@@ -24,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     policy.router,
     tenants.router,
     accountability.router,
+    metrics.router,
 )
 
 #: Codes for the statuses Starlette answers by itself (no route, wrong method...).

@@ -33,8 +33,8 @@ class AdminContext:
     settings: Settings
     #: The admin bearer token; None disables every operation but health and readiness.
     token: str | None
-    #: True when the catalog answers (readiness).
-    ready: Callable[[], Awaitable[bool]]
+    #: The dependencies that do not answer, each with a short reason; empty when ready.
+    ready: Callable[[], Awaitable[dict[str, str]]]
     #: Drop an access key from the S3 plane's credential cache (revocation takes effect on this
     #: node at once; other nodes drop it within ``wire.CREDENTIAL_CACHE_SECONDS``).
     forget_access_key: Callable[[str], None] = lambda _akid: None
@@ -110,6 +110,16 @@ class Conflict(ClientError):
     code = "Conflict"
     status = 409
     default_message = "The request conflicts with the current state."
+
+
+def is_admin(request: Request, context: Context) -> bool:
+    """Whether the request carries the admin bearer token (for answers that say more to it)."""
+    if context.token is None:
+        return False
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), context.token.encode()
+    )
 
 
 def require_admin(request: Request, context: Context) -> None:
