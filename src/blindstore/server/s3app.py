@@ -34,7 +34,7 @@ from blindstore.gateway import Gateway, Principal
 from blindstore.keys import justification
 from blindstore.s3 import xml
 from blindstore.server import handlers
-from blindstore.server.body import TrackedReceive, declares_body
+from blindstore.server.body import ClientDisconnected, TrackedReceive, declares_body
 from blindstore.server.request import S3Request, parse_scope
 from blindstore.server.responses import Response, Send, send_response
 from blindstore.server.wire import Authenticator
@@ -263,6 +263,12 @@ class S3App:
         status = response.status
         try:
             await send_response(send, response, request_id)
+        except ClientDisconnected:
+            # The client hung up (or stopped reading and was cut): its business, not a fault.
+            status = 499
+            log.info("client_disconnected", request_id=request_id, op=handler_name)
+            if response.stream is not None:
+                await self._audit_abort(event, f"{response.status} (client disconnected)")
         except BlindstoreError as exc:
             # Failure after the status line: the body is cut short, never completed.
             status = exc.status
@@ -273,7 +279,7 @@ class S3App:
                 error=type(exc).__name__,
                 reason=getattr(exc, "reason", str(exc)),
             )
-            await self._audit_abort(event, exc)
+            await self._audit_abort(event, f"{exc.status} {exc.code} (body cut short)")
             raise
         finally:
             if why_token is not None:
@@ -326,7 +332,7 @@ class S3App:
             detail=detail,
         )
 
-    async def _audit_abort(self, event: AuditEvent, exc: BlindstoreError) -> None:
+    async def _audit_abort(self, event: AuditEvent, result: str) -> None:
         """The response was cut short after its record was committed: say so (best effort)."""
         if self.gateway.audit is None:
             return
@@ -335,7 +341,7 @@ class S3App:
             request_id=event.request_id,
             principal=event.principal,
             operation=event.operation,
-            result=f"{exc.status} {exc.code} (body cut short)",
+            result=result,
             tenant_id=event.tenant_id,
             bucket=event.bucket,
             key=event.key,
@@ -358,7 +364,7 @@ class S3App:
         audit = self.gateway.audit
         if audit is None:
             # Our Send takes dict messages; Starlette's is typed over MutableMapping.
-            await app(scope, receive, cast(Any, send))
+            await _quietly_if_gone(app(scope, receive, cast(Any, send)))
             return
         request_id = self._request_ids()
         received = 0
@@ -415,7 +421,7 @@ class S3App:
                 }
             await send(message)
 
-        await app(scope, counted_receive, cast(Any, audited_send))
+        await _quietly_if_gone(app(scope, counted_receive, cast(Any, audited_send)))
 
     def _admin_authorised(self, scope: dict[str, Any]) -> bool:
         token = self._admin_token
@@ -472,6 +478,14 @@ class S3App:
         if exc.status == 503:
             response.headers.append(("retry-after", "1"))
         return response
+
+
+async def _quietly_if_gone(call: Awaitable[None]) -> None:
+    """Run the admin app; a client that hangs up mid-answer is logged, not a traceback."""
+    try:
+        await call
+    except ClientDisconnected:
+        log.info("client_disconnected", op="admin")
 
 
 def _operation_name(handler_name: str) -> str:
