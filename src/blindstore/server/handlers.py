@@ -296,6 +296,7 @@ async def list_uploads(ctx: Context) -> Response:
 async def delete_objects(ctx: Context) -> Response:
     body = await _document(ctx, xml.MAX_DELETE_BODY)
     quiet, keys = xml.parse_delete(body)
+    validate.require_body_digest(ctx.request.headers)
     deleted: list[xml.Deleted] = []
     errors: list[xml.DeleteError] = []
     for key, _version in keys:

@@ -21,6 +21,7 @@ from typing import Any, cast
 import structlog
 
 from blindstore.audit import facts as audit_facts
+from blindstore.audit.bounded import MAX_BUCKET_BYTES, MAX_KEY_BYTES, MAX_QUERY_BYTES, bounded
 from blindstore.audit.events import AuditEvent
 from blindstore.config import Settings
 from blindstore.errors import (
@@ -312,7 +313,7 @@ class S3App:
         detail: dict[str, str | int | float | bool | None] = {"method": scope["method"]}
         if request is not None and request.query:
             # Sub-resource and option names only: values may name objects (prefix, markers).
-            detail["query"] = ",".join(sorted(request.query))
+            detail["query"] = bounded(",".join(sorted(request.query)), MAX_QUERY_BYTES)
         return AuditEvent(
             time=self.auth.clock(),
             request_id=request_id,
@@ -320,8 +321,9 @@ class S3App:
             operation=_operation_name(handler_name) if handler_name != "-" else "Unrouted",
             result=f"{response.status} {code}" if code else str(response.status),
             tenant_id=principal.tenant.tenant_id if principal is not None else None,
-            bucket=(request.bucket or None) if request is not None else None,
-            key=(request.key or None) if request is not None else None,
+            # As addressed, but bounded: these come from the client before any check.
+            bucket=bounded(request.bucket or None, MAX_BUCKET_BYTES) if request else None,
+            key=bounded(request.key or None, MAX_KEY_BYTES) if request is not None else None,
             object_id=facts.object_id,
             version=facts.version,
             backends=facts.backends,
