@@ -8,7 +8,7 @@ Commands that act on an instance take ``--data-dir`` (a `blindstore dev` directo
 from __future__ import annotations
 
 import os
-import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -223,7 +223,19 @@ app.command("transparency")(transparency)
 
 
 def main() -> None:
-    # A second Ctrl-C during shutdown should still end the process.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGPIPE stays ignored (Python's default): with SIG_DFL, the first write to a client that
+    # went away would kill `serve`, `dev` or `demo` outright. A command whose stdout reader
+    # went away (`blindstore ... | head`) gets BrokenPipeError instead, and ends quietly here.
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """End like a command whose reader closed the pipe: no traceback, and no second error when
+    the interpreter flushes stdout at exit (it now points at /dev/null)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(1)
