@@ -321,3 +321,13 @@ def serving(
         yield served
     finally:
         served.stop()
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every file below ``root`` (blob store inspection)."""
+    return [path for path in root.rglob("*") if path.is_file()]
+
+
+def temp_files_under(root: Path) -> list[Path]:
+    """The local backend's in-progress ``.tmp-`` files below ``root``."""
+    return [path for path in files_under(root) if path.name.startswith(".tmp-")]

@@ -36,6 +36,7 @@ from blindstore.devtools.azurite import start_azurite
 from blindstore.devtools.gcs_emulator import start_gcs_emulator
 from blindstore.devtools.moto import start_moto
 from blindstore.devtools.persistent import start_persistent_openbao
+from blindstore.devtools.process import ServiceInUseError, stop_orphans
 from blindstore.devtools.seaweedfs import start_seaweedfs
 from blindstore.errors import ConfigError
 from blindstore.gateway import Gateway
@@ -46,10 +47,15 @@ _MARKER = "demo.json"
 
 
 def _fresh(data_dir: Path) -> None:
-    """Start from nothing: moto forgets its objects on exit, the catalog would not."""
+    """Start from nothing: moto forgets its objects on exit, the catalog would not. Services a
+    crashed previous demo left running are stopped first (they would hold ports and files)."""
     if data_dir.exists():
         if not (data_dir / _MARKER).exists() and any(data_dir.iterdir()):
             raise ConfigError(f"{data_dir} exists and is not a demo directory: choose another")
+        try:
+            stop_orphans(data_dir)
+        except ServiceInUseError as exc:
+            raise ConfigError(str(exc)) from exc
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, mode=0o700)
 

@@ -16,7 +16,10 @@ from blindstore import provision, runtime
 from blindstore.catalog.base import Catalog
 from blindstore.cli.common import dev_settings, transit_admin
 from blindstore.config import Settings
+from blindstore.devtools.openbao import OpenBaoError
 from blindstore.devtools.persistent import start_persistent_openbao
+from blindstore.devtools.process import ServiceInUseError
+from blindstore.errors import ConfigError
 from blindstore.gateway import Gateway
 from blindstore.keys.base import KeyWrapper
 from blindstore.keys.justification import job, justified
@@ -72,7 +75,15 @@ def run_dev(
     except (OSError, ValueError):
         previous = {}
     with console.status("starting OpenBao…"):
-        openbao = start_persistent_openbao(data_dir / "openbao", port=vault_port)
+        try:
+            openbao = start_persistent_openbao(
+                data_dir / "openbao",
+                port=vault_port,
+                notify=lambda line: console.print(line, markup=False, highlight=False),
+            )
+        except (OpenBaoError, ServiceInUseError) as exc:
+            # A startup failure the user can act on: one message, not a traceback.
+            raise ConfigError(f"OpenBao did not start: {exc}") from exc
     try:
         admin_token = previous.get("admin_token") or secrets.token_urlsafe(24)
         settings = dev_settings(

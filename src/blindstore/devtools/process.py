@@ -4,11 +4,19 @@ Each service runs in its own process group (``stop()`` kills it whole) with its 
 file (a pipe nobody reads would block it) and an environment stripped of the variables that would
 reconfigure it. A port picked free can be taken by another process before the service binds it:
 ``start_with_retries`` launches again on such a lost race.
+
+A service must not outlive the process that started it (a crashed or ``kill -9``-ed `blindstore
+dev` would leave an OpenBao holding its storage, which the next start would then find in its
+way): on Linux the kernel sends it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), and
+where that is unavailable or bypassed, the pid file ``launch`` writes next to the service lets
+the next start find the orphan and stop it (``stop_orphans``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
@@ -24,6 +32,10 @@ from typing import Self, TypeVar
 
 #: Lines of service output quoted in a startup error.
 LOG_TAIL_LINES = 40
+
+#: ``launch`` records each service as ``<cwd>/<PID_FILE_PREFIX><program>.pid``.
+PID_FILE_PREFIX = ".blindstore-"
+_PR_SET_PDEATHSIG = 1
 
 
 class ServiceProcess:
@@ -107,14 +119,17 @@ def launch(
     append_log: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own process group, output to ``log_path``, without the variables
-    named in ``env_drop_names`` or starting with one of ``env_drop_prefixes``."""
+    named in ``env_drop_names`` or starting with one of ``env_drop_prefixes``.
+
+    The service gets SIGTERM when this process dies, and its pid is recorded in ``cwd`` for
+    ``stop_orphans`` (module docstring)."""
     environment = {
         name: value
         for name, value in os.environ.items()
         if name not in env_drop_names and not name.startswith(env_drop_prefixes)
     }
     with log_path.open("ab" if append_log else "wb") as log:
-        return subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+        process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -122,7 +137,115 @@ def launch(
             cwd=cwd,
             env=environment,
             start_new_session=True,  # own process group: stop() kills it whole
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 (async-signal-safe calls only)
         )
+    _write_pid_file(cwd / f"{PID_FILE_PREFIX}{Path(argv[0]).name}.pid", process.pid)
+    return process
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies; ``None``
+    where ``prctl`` does not exist (the pid file still catches the orphan at the next start).
+
+    The death signal fires when the *thread* that forked exits: services are launched from the
+    main thread of the commands that start them."""
+    libc_name = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or libc_name is None:
+        return None
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    parent = os.getpid()
+
+    def in_child() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        # The parent may have died between fork and prctl: then nobody will send the signal.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a pid reused from another
+    process apart); ``None`` if no such process (or no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may contain spaces, so count after its ")".
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _write_pid_file(path: Path, pid: int) -> None:
+    record = {"pid": pid, "start": _start_time(pid), "parent": os.getpid()}
+    record["parent_start"] = _start_time(os.getpid())
+    with contextlib.suppress(OSError):
+        path.write_text(" ".join(f"{k}={v}" for k, v in record.items()) + "\n", "ascii")
+
+
+def _read_pid_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in text.split() if "=" in item)
+
+
+class ServiceInUseError(RuntimeError):
+    """A service recorded in the directory still belongs to a running process."""
+
+
+def stop_orphans(directory: Path, *, timeout: float = 10.0) -> list[int]:
+    """Stop the services a dead process launched under ``directory`` (pid files of ``launch``,
+    searched recursively); the pids stopped. A service whose parent still runs is not an
+    orphan: ``ServiceInUseError`` (another command is using the directory)."""
+    stopped: list[int] = []
+    if not directory.is_dir():
+        return stopped
+    for pid_file in sorted(directory.rglob(f"{PID_FILE_PREFIX}*.pid")):
+        record = _read_pid_file(pid_file)
+        try:
+            pid, parent = int(record["pid"]), int(record["parent"])
+        except (KeyError, ValueError):
+            pid_file.unlink(missing_ok=True)
+            continue
+        if _start_time(pid) is None or _start_time(pid) != record.get("start"):
+            pid_file.unlink(missing_ok=True)  # gone (or the pid now names another process)
+            continue
+        if parent == os.getpid():
+            continue  # ours, running
+        if _start_time(parent) == record.get("parent_start"):
+            raise ServiceInUseError(
+                f"{pid_file.parent} is in use by process {parent} (stop it first)"
+            )
+        _stop_pid(pid, timeout)
+        pid_file.unlink(missing_ok=True)
+        stopped.append(pid)
+    return stopped
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    """SIGTERM the orphan's process group (it leads one: ``start_new_session``), SIGKILL if it
+    is still there after ``timeout``."""
+    start = _start_time(pid)
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _start_time(pid) != start:
+                return  # exited (reaped by init) or gone
+            if _is_zombie(pid):
+                return
+            time.sleep(0.05)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
 
 
 def free_port(
