@@ -59,7 +59,7 @@ class ConnectionLimits:
     send_timeout: float = 60.0
     #: After an early answer: how much of the rest of the request we read and discard, and for
     #: how long, before closing (then the client may see a reset, having sent far too much).
-    linger_bytes: int = 8 * 1024 * 1024
+    linger_bytes: int = 16 * 1024 * 1024
     linger_seconds: float = 5.0
 
     @property
@@ -271,6 +271,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, app))
 
+    def on_response_complete(self) -> None:
+        if self._linger_left is not None:
+            return  # closing: no keep-alive timer, no pipelined request started
+        super().on_response_complete()
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head_open = True
@@ -281,6 +286,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, error: BlindstoreError) -> None:
         """Answer ``error`` as S3 XML on the wire (no application involved), then close."""
         if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The application is still answering an earlier request (or this one's body was
+            # malformed): two answers would interleave, so the connection just ends.
+            self.transport.close()
             return
         request_id = secrets.token_hex(8).upper()
         fields = error.fields if error.expose_message else {}
