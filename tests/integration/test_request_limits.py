@@ -279,3 +279,30 @@ def test_an_oversized_xml_body_is_answered_not_reset(strict: Any) -> None:
     assert _code(body) == "MalformedXML"
     assert headers["connection"] == "close"
     _still_serves(strict)
+
+
+def test_a_request_sent_in_one_segment_with_a_large_body_is_served(strict: Any) -> None:
+    """Only head bytes count against the head limits, however the segments fall."""
+    target, host = _presigned(strict, "put_object", Bucket="limits", Key="one-segment")
+    body = b"b" * (40 * 1024)  # head and body in one read: more than the head limit
+    with _connect(strict) as sock:
+        sock.sendall(
+            f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert _read_response(sock)[0] == 200
+    got = strict.client().get_object(Bucket="limits", Key="one-segment")["Body"].read()
+    assert got == body
+
+
+def test_pipelined_requests_are_each_answered(strict: Any) -> None:
+    target, host = _presigned(strict, "head_bucket", Bucket="limits")
+    one = f"HEAD {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with _connect(strict) as sock:
+        sock.sendall(one * 3)
+        sock.settimeout(10)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 3:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk

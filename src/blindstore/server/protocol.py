@@ -102,6 +102,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._linger_deadline: asyncio.TimerHandle | None = None
         #: Between a message's start (or the connection's) and the end of its headers.
         self._head_open = True
+        #: Heads completed during the current ``feed_data`` (its bytes were not all head).
+        self._heads_completed = 0
         self._head_wire_bytes = 0
         self._url_bytes = 0
         self._header_bytes = 0
@@ -176,6 +178,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         head_was_open = self._head_open
+        self._heads_completed = 0
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -191,7 +194,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 log.info("request_refused", reason="invalid_http")
                 self._refuse(BadRequest("Invalid HTTP request received."))
             return
-        if head_was_open and self._head_open:
+        if head_was_open and self._head_open and not self._heads_completed:
             # Everything fed was head and the head is not complete: httptools holds it (a header
             # value is buffered whole), so bound what it may hold.
             self._head_wire_bytes += len(data)
@@ -228,6 +231,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         self._head_open = False
+        self._heads_completed += 1
         if len(self.tasks) >= self.limits.max_concurrent_requests:
             log.warning("request_refused", reason="max_concurrent_requests")
             raise _RefuseRequest(SlowDown())
