@@ -214,6 +214,8 @@ def test_a_client_hanging_up_mid_download_is_not_an_error(
     assert s3.get_object(Bucket=bucket, Key="big")["ContentLength"] == 16 * MiB
     out, err = capfd.readouterr()
     assert _tracebacks(caplog, out + err) == []
+    # Seen as a hang-up (the object reader stops), not as a download delivered whole.
+    assert "client_disconnected" in out + err
 
 
 def test_a_client_hanging_up_mid_upload_is_not_an_error(
