@@ -248,7 +248,20 @@ class LimitSettings(_Frozen):
     body_idle_timeout_seconds: float = Field(30.0, gt=0)
     #: A client must send its request line and headers within this (slowloris guard).
     header_timeout_seconds: float = Field(20.0, gt=0)
+    #: Header section (names, values, separators), counted while reading.
     max_header_bytes: int = Field(16 * 1024, ge=1024)
+    #: Request target (path and query); presigned URLs with a session token fit in 16 KiB.
+    max_url_bytes: int = Field(16 * 1024, ge=1024)
+    #: Open connections per process; the next one gets 503 SlowDown and is closed.
+    max_connections: int = Field(1000, ge=1)
+    #: Requests being handled per process; the next one gets 503 SlowDown (and its connection
+    #: is closed).
+    max_concurrent_requests: int = Field(256, ge=1)
+    #: A client that reads nothing of a response for this long (the write buffer stays full)
+    #: is disconnected.
+    send_timeout_seconds: float = Field(60.0, gt=0)
+    #: An idle keep-alive connection is closed after this.
+    keep_alive_timeout_seconds: int = Field(30, ge=1)
     #: Memory per in-flight request is bounded by about twice this.
     io_buffer_bytes: int = Field(512 * 1024, ge=16 * 1024)
 

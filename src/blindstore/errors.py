@@ -385,6 +385,15 @@ class ServiceUnavailable(BlindstoreError):
     default_message = "Service is unable to handle request."
 
 
+class SlowDown(ServiceUnavailable):
+    """Too many connections or requests in flight: the client should back off and retry."""
+
+    code = "SlowDown"
+    status = 503
+    default_message = "Please reduce your request rate."
+    expose_message = True
+
+
 class KeyServiceUnavailable(ServiceUnavailable):
     """Vault/OpenBao cannot be reached (or timed out)."""
 

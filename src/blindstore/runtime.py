@@ -45,7 +45,7 @@ from blindstore.keys.vaultauth import (
 from blindstore.placement import PolicyHolder, build_declared
 from blindstore.policy import load_file
 from blindstore.provision import seal_stored_secrets
-from blindstore.server.protocol import protocol_class
+from blindstore.server.protocol import ConnectionLimits, protocol_class
 from blindstore.server.s3app import S3App
 from blindstore.subjects import convert_unkeyed_digests, digest_key_name
 
@@ -376,18 +376,31 @@ async def delete_deferred_blobs(gateway: Gateway, delay: float) -> AsyncIterator
         yield
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    limits = settings.limits
+    return ConnectionLimits(
+        header_timeout=limits.header_timeout_seconds,
+        max_header_bytes=limits.max_header_bytes,
+        max_url_bytes=limits.max_url_bytes,
+        max_connections=limits.max_connections,
+        max_concurrent_requests=limits.max_concurrent_requests,
+        send_timeout=limits.send_timeout_seconds,
+    )
+
+
 def make_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
     config = uvicorn.Config(
         S3App(gateway, settings),
         host=settings.listen.host,
         port=settings.listen.port,
-        http=protocol_class(settings.limits.header_timeout_seconds),
+        http=protocol_class(connection_limits(settings)),
+        ws="none",  # S3 has no upgrades: an Upgrade header is not honoured
         loop="none",  # the caller's loop (uvloop under `blindstore serve`)
         lifespan="off",
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=settings.limits.keep_alive_timeout_seconds,
         timeout_graceful_shutdown=10,
     )
     return uvicorn.Server(config)

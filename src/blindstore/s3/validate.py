@@ -21,6 +21,7 @@ from blindstore.errors import (
     BadRequest,
     InvalidArgument,
     InvalidBucketName,
+    InvalidRequest,
     InvalidTag,
     InvalidURI,
     KeyTooLongError,
@@ -41,6 +42,7 @@ __all__ = [
     "collect_user_metadata",
     "parse_copy_source",
     "parse_tagging_header",
+    "require_body_digest",
 ]
 
 # --- Bucket names ---------------------------------------------------------------------------
@@ -105,6 +107,19 @@ def check_key(key: str) -> None:
         raise InvalidArgument("Object keys must not contain the NUL character.")
 
 
+def _check_utf8(name: str, value: str) -> None:
+    """Stored header values must be UTF-8: the request decoder keeps other bytes as lone
+    surrogates (SigV4 needs the wire bytes back), which no catalog or answer can carry."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            f"The value of the {name} header is not valid UTF-8.", ArgumentName=name
+        ) from None
+
+
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
@@ -134,6 +149,7 @@ def collect_user_metadata(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         if not key:
             # `x-amz-meta-` alone names nothing; there is no key to store it under.
             continue
+        _check_utf8(lowered, value)
         previous = metadata.get(key)
         metadata[key] = value if previous is None else f"{previous},{value}"
     size = sum(_utf8_len(key) + _utf8_len(value) for key, value in metadata.items())
@@ -169,6 +185,7 @@ def collect_system_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]
     for name, value in headers:
         lowered = name.lower()
         if lowered in SYSTEM_HEADERS:
+            _check_utf8(lowered, value)
             previous = collected.get(lowered)
             collected[lowered] = value if previous is None else f"{previous}, {value}"
     encoding = collected.get("content-encoding")
@@ -275,6 +292,19 @@ def parse_tagging_header(value: str) -> dict[str, str]:
 
 _COPY_SOURCE_MESSAGE = "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
 _VERSION_ID_QUERY = "versionId="
+
+
+#: ``x-amz-checksum-<algorithm>`` headers that carry a value (not -mode, -algorithm, -type).
+_CHECKSUM_VALUE_HEADER = re.compile(r"x-amz-checksum-(crc32|crc32c|crc64nvme|sha1|sha256)")
+
+
+def require_body_digest(headers: Iterable[str]) -> None:
+    """DeleteObjects must carry Content-MD5 or an ``x-amz-checksum-*`` value (as S3 demands), so
+    that a list of keys to delete cannot be altered in transit undetected."""
+    for name in headers:
+        if name in ("content-md5", "x-amz-trailer") or _CHECKSUM_VALUE_HEADER.fullmatch(name):
+            return
+    raise InvalidRequest("Missing required header for this request: Content-MD5")
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:

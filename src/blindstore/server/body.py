@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from blindstore.errors import IncompleteBody, RequestTimeout
+from blindstore.errors import IncompleteBody, MalformedXML, RequestTimeout
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -69,14 +69,17 @@ async def receive_body(
         raise IncompleteBody()
 
 
-async def drain(receive: Receive, limit: int) -> bytes:
-    """Read a whole (small) body into memory, refusing more than ``limit`` bytes."""
-    from blindstore.errors import MalformedXML
-
+async def drain(receive: Receive, limit: int, *, idle_timeout: float) -> bytes:
+    """Read a whole (small) body into memory, refusing more than ``limit`` bytes and a client
+    that sends nothing for ``idle_timeout`` seconds."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            with anyio.fail_after(idle_timeout):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout() from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnected()
         data: bytes = message.get("body", b"")

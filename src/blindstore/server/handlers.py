@@ -103,7 +103,9 @@ async def _document(ctx: Context, limit: int) -> bytes:
     declared = ctx.request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise MalformedXML()
-    body = await drain(ctx.receive, limit)
+    body = await drain(
+        ctx.receive, limit, idle_timeout=ctx.settings.limits.body_idle_timeout_seconds
+    )
     ctx.auth.check_small_body(body, ctx.request.headers)
     return body
 
@@ -294,6 +296,7 @@ async def list_uploads(ctx: Context) -> Response:
 async def delete_objects(ctx: Context) -> Response:
     body = await _document(ctx, xml.MAX_DELETE_BODY)
     quiet, keys = xml.parse_delete(body)
+    validate.require_body_digest(ctx.request.headers)
     deleted: list[xml.Deleted] = []
     errors: list[xml.DeleteError] = []
     for key, _version in keys:
@@ -365,7 +368,8 @@ async def copy_object(ctx: Context) -> Response:
         if_unmodified_since=parse_http_date(headers.get("x-amz-copy-source-if-unmodified-since")),
     )
     if_match, if_none_match = _write_conditions(ctx)
-    await drain(ctx.receive, 0)
+    # CopyObject has no body; one that is announced must still arrive promptly.
+    await drain(ctx.receive, 0, idle_timeout=ctx.settings.limits.body_idle_timeout_seconds)
     record = await ctx.gateway.copy_object(
         ctx.principal,
         src_bucket,

@@ -49,7 +49,13 @@ async def send_response(send: Send, response: Response, request_id: str) -> None
         return
     # A failure while streaming propagates: the server then closes the connection without
     # completing the body, so the client sees a truncated response, never unverified bytes.
-    async for chunk in response.stream:
-        if chunk:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    try:
+        async for chunk in response.stream:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        # Also when the client has gone: release the object's reader (backend, keys) now.
+        aclose = getattr(response.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
     await send({"type": "http.response.body", "body": b""})

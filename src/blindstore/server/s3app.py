@@ -21,6 +21,7 @@ from typing import Any, cast
 import structlog
 
 from blindstore.audit import facts as audit_facts
+from blindstore.audit.bounded import MAX_BUCKET_BYTES, MAX_KEY_BYTES, MAX_QUERY_BYTES, bounded
 from blindstore.audit.events import AuditEvent
 from blindstore.config import Settings
 from blindstore.errors import (
@@ -35,7 +36,7 @@ from blindstore.keys import justification
 from blindstore.readiness import Readiness
 from blindstore.s3 import xml
 from blindstore.server import handlers
-from blindstore.server.body import TrackedReceive, declares_body
+from blindstore.server.body import ClientDisconnected, TrackedReceive, declares_body
 from blindstore.server.request import S3Request, parse_scope
 from blindstore.server.responses import Response, Send, send_response
 from blindstore.server.wire import Authenticator
@@ -266,6 +267,12 @@ class S3App:
         status = response.status
         try:
             await send_response(send, response, request_id)
+        except ClientDisconnected:
+            # The client hung up (or stopped reading and was cut): its business, not a fault.
+            status = 499
+            log.info("client_disconnected", request_id=request_id, op=handler_name)
+            if response.stream is not None:
+                await self._audit_abort(event, f"{response.status} (client disconnected)")
         except BlindstoreError as exc:
             # Failure after the status line: the body is cut short, never completed.
             status = exc.status
@@ -276,7 +283,7 @@ class S3App:
                 error=type(exc).__name__,
                 reason=getattr(exc, "reason", str(exc)),
             )
-            await self._audit_abort(event, exc)
+            await self._audit_abort(event, f"{exc.status} {exc.code} (body cut short)")
             raise
         finally:
             if why_token is not None:
@@ -309,7 +316,7 @@ class S3App:
         detail: dict[str, str | int | float | bool | None] = {"method": scope["method"]}
         if request is not None and request.query:
             # Sub-resource and option names only: values may name objects (prefix, markers).
-            detail["query"] = ",".join(sorted(request.query))
+            detail["query"] = bounded(",".join(sorted(request.query)), MAX_QUERY_BYTES)
         return AuditEvent(
             time=self.auth.clock(),
             request_id=request_id,
@@ -317,8 +324,9 @@ class S3App:
             operation=_operation_name(handler_name) if handler_name != "-" else "Unrouted",
             result=f"{response.status} {code}" if code else str(response.status),
             tenant_id=principal.tenant.tenant_id if principal is not None else None,
-            bucket=(request.bucket or None) if request is not None else None,
-            key=(request.key or None) if request is not None else None,
+            # As addressed, but bounded: these come from the client before any check.
+            bucket=bounded(request.bucket or None, MAX_BUCKET_BYTES) if request else None,
+            key=bounded(request.key or None, MAX_KEY_BYTES) if request is not None else None,
             object_id=facts.object_id,
             version=facts.version,
             backends=facts.backends,
@@ -329,7 +337,7 @@ class S3App:
             detail=detail,
         )
 
-    async def _audit_abort(self, event: AuditEvent, exc: BlindstoreError) -> None:
+    async def _audit_abort(self, event: AuditEvent, result: str) -> None:
         """The response was cut short after its record was committed: say so (best effort)."""
         if self.gateway.audit is None:
             return
@@ -338,7 +346,7 @@ class S3App:
             request_id=event.request_id,
             principal=event.principal,
             operation=event.operation,
-            result=f"{exc.status} {exc.code} (body cut short)",
+            result=result,
             tenant_id=event.tenant_id,
             bucket=event.bucket,
             key=event.key,
@@ -361,7 +369,7 @@ class S3App:
         audit = self.gateway.audit
         if audit is None or scope["path"] in _UNAUDITED:
             # Our Send takes dict messages; Starlette's is typed over MutableMapping.
-            await app(scope, receive, cast(Any, send))
+            await _quietly_if_gone(app(scope, receive, cast(Any, send)))
             return
         request_id = self._request_ids()
         received = 0
@@ -418,7 +426,7 @@ class S3App:
                 }
             await send(message)
 
-        await app(scope, counted_receive, cast(Any, audited_send))
+        await _quietly_if_gone(app(scope, counted_receive, cast(Any, audited_send)))
 
     def _admin_authorised(self, scope: dict[str, Any]) -> bool:
         token = self._admin_token
@@ -468,6 +476,14 @@ class S3App:
         if exc.status == 503:
             response.headers.append(("retry-after", "1"))
         return response
+
+
+async def _quietly_if_gone(call: Awaitable[None]) -> None:
+    """Run the admin app; a client that hangs up mid-answer is logged, not a traceback."""
+    try:
+        await call
+    except ClientDisconnected:
+        log.info("client_disconnected", op="admin")
 
 
 def _operation_name(handler_name: str) -> str:

@@ -8,6 +8,7 @@ from blindstore.errors import (
     BadRequest,
     InvalidArgument,
     InvalidBucketName,
+    InvalidRequest,
     InvalidTag,
     InvalidURI,
     KeyTooLongError,
@@ -21,6 +22,7 @@ from blindstore.s3.validate import (
     collect_user_metadata,
     parse_copy_source,
     parse_tagging_header,
+    require_body_digest,
 )
 
 # --- Bucket names ---------------------------------------------------------------------------
@@ -340,3 +342,36 @@ def test_key_with_nul_is_refused() -> None:
     """NUL cannot be listed in S3 XML nor stored in PostgreSQL TEXT."""
     with pytest.raises(InvalidArgument):
         check_key("a\x00b")
+
+
+# --- request checks (issue 9) ---------------------------------------------------------------
+
+
+def test_non_utf8_user_metadata_is_invalid_argument() -> None:
+    raw = b"caf\xe9".decode("utf-8", "surrogateescape")
+    with pytest.raises(InvalidArgument) as caught:
+        collect_user_metadata([("x-amz-meta-note", raw)])
+    assert caught.value.fields == {"ArgumentName": "x-amz-meta-note"}
+
+
+def test_non_utf8_system_header_is_invalid_argument() -> None:
+    raw = b"\xff".decode("utf-8", "surrogateescape")
+    with pytest.raises(InvalidArgument):
+        collect_system_headers([("content-type", raw)])
+
+
+def test_utf8_metadata_is_kept() -> None:
+    assert collect_user_metadata([("x-amz-meta-note", "café ✓")]) == {"note": "café ✓"}
+
+
+@pytest.mark.parametrize(
+    "headers", [["content-md5"], ["x-amz-checksum-crc32"], ["x-amz-checksum-sha256", "host"]]
+)
+def test_a_digest_header_satisfies_delete_objects(headers: list[str]) -> None:
+    require_body_digest(headers)
+
+
+@pytest.mark.parametrize("headers", [[], ["host"], ["x-amz-checksum-mode"]])
+def test_delete_objects_without_a_digest_is_invalid_request(headers: list[str]) -> None:
+    with pytest.raises(InvalidRequest, match="Missing required header for this request"):
+        require_body_digest(headers)
