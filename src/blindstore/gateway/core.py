@@ -23,7 +23,7 @@ class Gateway(Multipart, Reads):
         await self.owned_bucket(principal, bucket_name)
         removed = await self.catalog.delete_object(bucket_name, key)
         if removed is not None:
-            audit_facts.note(removed)
+            audit_facts.note_deleted(removed)
             await self._discard(removed)
 
     async def delete_object_version(

@@ -307,6 +307,8 @@ class S3App:
         if request is not None and request.query:
             # Sub-resource and option names only: values may name objects (prefix, markers).
             detail["query"] = ",".join(sorted(request.query))
+        # The row MAC a write committed, the object ids a delete removed (audit.rollback).
+        detail.update(facts.detail)
         return AuditEvent(
             time=self.auth.clock(),
             request_id=request_id,
