@@ -102,6 +102,7 @@ class CatalogAuditLog:
         self._stack: AsyncExitStack | None = None
         #: The checkpoint this process trusts (None: the genesis) and what it appended since.
         self._base: Checkpoint | None = None
+        self._base_unknown = False
         self._witness = Witness()
         #: Content digests of the last signed segment's records this process did not claim: a
         #: write's record committed just before that checkpoint may be claimed just after it.
@@ -184,7 +185,11 @@ class CatalogAuditLog:
         if self._signer is not None:
             # The base this process trusts: the latest checkpoint when it starts (verify checks
             # its signature). Everything after it must be vouched for before it is signed.
-            self._base = await self._catalog.latest_audit_checkpoint()
+            try:
+                self._base = await self._catalog.latest_audit_checkpoint()
+            except BlindstoreError as exc:
+                self._base_unknown = True  # read at the first checkpoint instead
+                log.warning("audit.base_unavailable", error=type(exc).__name__)
             self._stack = AsyncExitStack()
             await start_background(self._stack, self._checkpoint_forever)
         return self
@@ -222,6 +227,12 @@ class CatalogAuditLog:
         # Taken before the head is read: every record in it is at or below that head.
         witness, self._witness = self._witness, Witness()
         try:
+            if self._base_unknown:
+                self._base = await self._catalog.latest_audit_checkpoint()
+                self._base_unknown = False
+                # Records appended before that base are its signer's to vouch for, not ours.
+                cut = self._base.seq if self._base is not None else 0
+                witness = Witness({s: h for s, h in witness.by_seq.items() if s > cut})
             signed = await self._sign_head(witness)
         except BlindstoreError as exc:
             # Retried after another checkpoint_every records or checkpoint_seconds, not at once:

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from blindstore.audit.chain import SigningKey, chain, verify
+from blindstore.audit.chain import Checkpoint, SigningKey, chain, verify
 from blindstore.audit.events import AuditEvent
 from blindstore.audit.log import CatalogAuditLog
 from blindstore.catalog.sql import SqlCatalog
@@ -267,5 +267,32 @@ async def test_a_checkpoint_lost_to_another_gateway_is_retried_chained_to_the_wi
     checkpoints = await catalog.audit_checkpoints()
     assert [c.seq for c in checkpoints] == sorted({c.seq for c in checkpoints})
     assert all(c.kind == "checkpoint" for c in checkpoints)
+    assert await verify_all(catalog) == []
+    await catalog.close()
+
+
+class FlakyCatalog(SqlCatalog):
+    """A catalog that cannot be reached when the sink starts."""
+
+    down = True
+
+    async def latest_audit_checkpoint(self) -> Checkpoint | None:
+        if self.down:
+            raise ServiceUnavailable()
+        return await super().latest_audit_checkpoint()
+
+
+async def test_a_catalog_unreachable_at_start_defers_the_trusted_checkpoint() -> None:
+    catalog = FlakyCatalog("sqlite://")
+    catalog.down = False
+    async with CatalogAuditLog(catalog, signer=Signer(), checkpoint_seconds=3600) as sink:
+        await sink.append(event(0))
+    catalog.down = True
+    async with CatalogAuditLog(catalog, signer=Signer(), checkpoint_seconds=3600) as sink:
+        catalog.down = False
+        await sink.append(event(1))
+        signed = await sink.checkpoint()
+    assert signed is not None
+    assert (signed.kind, signed.prev_seq, signed.from_seq) == ("checkpoint", 1, 2)
     assert await verify_all(catalog) == []
     await catalog.close()
