@@ -81,16 +81,18 @@ class WriteLedger:
 
     def feed(self, record: AuditRecord) -> None:
         event = record.event
-        if not event.result.startswith("2"):
-            return
+        succeeded = event.result.startswith("2")
         if event.operation in WRITE_OPERATIONS:
-            if event.bucket is None or event.key is None or event.object_id is None:
+            # A failed write's record may name the row it tried to commit: only successes count.
+            if not succeeded or event.bucket is None or event.key is None:
+                return
+            if event.object_id is None:
                 return
             self._writes[(event.bucket, event.key)] = _Write(
                 record.seq, event.object_id, _hex(event.detail.get(ROW_MAC_DETAIL))
             )
         elif event.operation in DELETE_OPERATIONS:
-            for object_id in _deleted_ids(record):
+            for object_id in _deleted_ids(record, succeeded):
                 self._deleted.setdefault(object_id, record.seq)
 
     def check(self, row: ObjectMark) -> Mismatch | None:
@@ -130,14 +132,17 @@ class WriteLedger:
         return None
 
 
-def _deleted_ids(record: AuditRecord) -> list[bytes]:
+def _deleted_ids(record: AuditRecord, succeeded: bool) -> list[bytes]:
+    # The list names only rows actually removed: it counts even when the request failed later
+    # (a DeleteObjects cut short by a 503 after some deletions).
     listed = record.event.detail.get(DELETED_DETAIL)
     if isinstance(listed, str):
         ids = [_hex(part) for part in listed.split(",") if part]
         return [i for i in ids if i is not None]
-    # DeleteObject and retention records before the list existed name it as their object.
-    if record.event.operation != "DeleteObjects" and record.event.object_id is not None:
-        return [record.event.object_id]
+    # Retention deletions (and records older than the list) name theirs as their object.
+    event = record.event
+    if succeeded and event.operation != "DeleteObjects" and event.object_id is not None:
+        return [event.object_id]
     return []
 
 

@@ -3,6 +3,8 @@ and no false alarm for the orders concurrent requests really commit in."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from blindstore.audit.chain import chain
 from blindstore.audit.events import AuditEvent
 from blindstore.audit.rollback import Mismatch, ObjectMark, WriteLedger
@@ -107,3 +109,11 @@ def test_a_write_recorded_before_row_macs_were_recorded_is_checked_by_object_id(
     events = [write(OLD, None), write(NEW, None)]
     assert judge(events, ObjectMark("b", "k", NEW, MAC_NEW)) is None
     assert kind_and_seq(judge(events, ObjectMark("b", "k", OLD, MAC_OLD))) == ("rolled-back", 2)
+
+
+def test_objects_removed_by_a_multi_delete_that_failed_later_are_still_deleted() -> None:
+    cut_short = dataclasses.replace(
+        delete(OLD, operation="DeleteObjects"), result="503 ServiceUnavailable"
+    )
+    events = [write(OLD, MAC_OLD), cut_short]
+    assert kind_and_seq(judge(events, ObjectMark("b", "k", OLD, MAC_OLD))) == ("resurrected", 2)
