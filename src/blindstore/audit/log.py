@@ -364,7 +364,9 @@ async def vouch(
     """
     start = base.seq if base is not None else 0
     expected = base.hash if base is not None else GENESIS
-    by_seq = dict(witness.by_seq)
+    # A record claimed just after the checkpoint that covers it (its append returned after that
+    # checkpoint read the head) is pinned by that checkpoint already.
+    by_seq = {s: h for s, h in witness.by_seq.items() if s > start}
     contents = Counter(witness.contents)
     unclaimed: Counter[bytes] = Counter()
     after = start - 1 if start > 0 else 0

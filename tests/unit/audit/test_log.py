@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -11,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from blindstore.audit.chain import Checkpoint, SigningKey, chain, verify
+from blindstore.audit.chain import AuditRecord, Checkpoint, SigningKey, chain, verify
 from blindstore.audit.events import AuditEvent
 from blindstore.audit.log import CatalogAuditLog
 from blindstore.catalog.sql import SqlCatalog
@@ -295,4 +296,28 @@ async def test_a_catalog_unreachable_at_start_defers_the_trusted_checkpoint() ->
     assert signed is not None
     assert (signed.kind, signed.prev_seq, signed.from_seq) == ("checkpoint", 1, 2)
     assert await verify_all(catalog) == []
+    await catalog.close()
+
+
+async def test_a_record_claimed_just_after_the_checkpoint_covering_it_is_not_a_discontinuity() -> (
+    None
+):
+    # The append commits, a checkpoint reads the head (signing that record), and only then does
+    # the append return and the sink claim the record: it is below the next segment.
+    catalog = SqlCatalog("sqlite://")
+    async with CatalogAuditLog(catalog, signer=Signer(), checkpoint_seconds=3600) as sink:
+        real = catalog.append_audit
+
+        async def append_then_checkpoint(events: Sequence[AuditEvent]) -> list[AuditRecord]:
+            records = await real(events)
+            assert await sink.checkpoint() is not None
+            return records
+
+        catalog.append_audit = append_then_checkpoint  # type: ignore[method-assign]
+        await sink.append(event(1))
+        catalog.append_audit = real  # type: ignore[method-assign]
+        await sink.append(event(2))
+        signed = await sink.checkpoint()
+    assert signed is not None
+    assert signed.kind == "checkpoint"
     await catalog.close()
