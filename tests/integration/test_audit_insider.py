@@ -10,11 +10,13 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from botocore.exceptions import ClientError
 
 from blindstore.audit.chain import AuditRecord, Checkpoint, chain, checkpoint_bytes
 from blindstore.audit.events import AuditFilter
@@ -276,3 +278,58 @@ def test_a_checkpoint_naming_another_signing_key_fails_verification(
     result = audit_cli(data_dir, "verify", "--json", expect=1)
     problems = [(p["seq"], p["kind"]) for p in json.loads(result.stdout)["problems"]]
     assert (seq, "checkpoint-key") in problems
+
+
+# ---------------------------------------------------------------------------- no false alarm
+
+
+def test_concurrent_traffic_with_frequent_checkpoints_raises_no_alarm(
+    openbao: OpenBaoServer, tmp_path: Path
+) -> None:
+    """Writes, reads and deletes from many clients while checkpoints are signed every few
+    records: every checkpoint is an endorsement and verify finds nothing."""
+    data_dir = tmp_path / "busy"
+    data_dir.mkdir()
+    gw = start_cli_gateway(
+        data_dir,
+        vault_addr=openbao.addr,
+        vault_token=openbao.token,
+        overrides={"audit": {"checkpoint_every": 3, "checkpoint_seconds": 3600}},
+    )
+    try:
+        s3 = gw.client("demo")
+        s3.create_bucket(Bucket="busy")
+
+        def work(i: int) -> None:
+            for j in range(6):
+                key = f"k{i % 4}"
+                s3.put_object(Bucket="busy", Key=key, Body=b"x" * (i + j))
+                try:
+                    s3.get_object(Bucket="busy", Key=key)["Body"].read()
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "NoSuchKey":  # deleted meanwhile: fine
+                        raise
+                if j % 3 == 2:
+                    s3.delete_objects(Bucket="busy", Delete={"Objects": [{"Key": key}]})
+                elif j % 3 == 1:
+                    s3.delete_object(Bucket="busy", Key=key)
+
+        with ThreadPoolExecutor(12) as pool:
+            list(pool.map(work, range(12)))
+    finally:
+        gw.stop()  # signs the last checkpoint
+
+    result = audit_cli(data_dir, "verify", "--json", expect=0)
+    report = json.loads(result.stdout)
+    assert report["checkpoints"] > 10
+    assert report["unsigned_tail"] == 0
+    kinds = anyio.run(_checkpoint_kinds, gw)
+    assert kinds == {"checkpoint"}
+
+
+async def _checkpoint_kinds(gw: RunningGateway) -> set[str]:
+    catalog = SqlCatalog(gw.settings.catalog.url)
+    try:
+        return {c.kind for c in await catalog.audit_checkpoints()}
+    finally:
+        await catalog.close()
