@@ -321,3 +321,30 @@ async def test_a_record_claimed_just_after_the_checkpoint_covering_it_is_not_a_d
     assert signed is not None
     assert signed.kind == "checkpoint"
     await catalog.close()
+
+
+async def test_two_gateways_appending_and_signing_concurrently_raise_no_alarm(
+    tmp_path: Path,
+) -> None:
+    catalog = SqlCatalog(f"sqlite:///{tmp_path / 'c.db'}")
+    async with (
+        CatalogAuditLog(catalog, signer=Signer(), checkpoint_every=4) as one,
+        CatalogAuditLog(catalog, signer=Signer(), checkpoint_every=5) as two,
+    ):
+
+        async def traffic(sink: CatalogAuditLog, base: int) -> None:
+            for n in range(base, base + 40):
+                if n % 3:
+                    await sink.append(event(n))
+                else:  # a write's record, committed with its row
+                    await catalog.append_audit([event(n)])
+                    sink.committed_elsewhere(event(n))
+
+        async with anyio.create_task_group() as tg:
+            for sink, base in ((one, 0), (two, 100), (one, 200), (two, 300)):
+                tg.start_soon(traffic, sink, base)
+    checkpoints = await catalog.audit_checkpoints()
+    assert len(checkpoints) > 5
+    assert {c.kind for c in checkpoints} == {"checkpoint"}
+    assert await verify_all(catalog) == []
+    await catalog.close()
