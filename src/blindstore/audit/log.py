@@ -323,7 +323,8 @@ class Witness:
         return self
 
     def _room(self) -> bool:
-        if len(self.by_seq) + self.contents.total() >= self.LIMIT:
+        # len(), not Counter.total() (a scan): contents are distinct (unique request ids).
+        if len(self.by_seq) + len(self.contents) >= self.LIMIT:
             self.overflowed = True
         return not self.overflowed
 

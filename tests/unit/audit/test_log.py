@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from blindstore.audit.chain import AuditRecord, Checkpoint, SigningKey, chain, verify
 from blindstore.audit.events import AuditEvent
-from blindstore.audit.log import CatalogAuditLog
+from blindstore.audit.log import CatalogAuditLog, Witness
 from blindstore.catalog.sql import SqlCatalog
 from blindstore.errors import KeyServiceError, ServiceUnavailable
 
@@ -347,4 +347,20 @@ async def test_two_gateways_appending_and_signing_concurrently_raise_no_alarm(
     assert len(checkpoints) > 5
     assert {c.kind for c in checkpoints} == {"checkpoint"}
     assert await verify_all(catalog) == []
+    await catalog.close()
+
+
+async def test_past_its_bound_the_signer_no_longer_vouches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Witness, "LIMIT", 3)
+    catalog = SqlCatalog("sqlite://")
+    async with CatalogAuditLog(catalog, signer=Signer(), checkpoint_seconds=3600) as sink:
+        for n in range(5):
+            await sink.append(event(n))
+        signed = await sink.checkpoint()
+        assert signed is not None
+        assert signed.kind == "discontinuity"
+        await sink.append(event(9))
+        after = await sink.checkpoint()
+    assert after is not None
+    assert after.kind == "checkpoint"
     await catalog.close()
