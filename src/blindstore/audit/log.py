@@ -265,6 +265,10 @@ class CatalogAuditLog:
         # Chained to the latest stored checkpoint (the catalog only accepts that), even when the
         # one this process trusts is gone: verify then sees the gap.
         latest = stored[-1] if stored else await self._catalog.latest_audit_checkpoint()
+        if latest is not None and latest.seq > seq:
+            # Only a cut log or a planted checkpoint row does that; no checkpoint can be stored
+            # until the log grows past it. Say so at every tick (verify reports it too).
+            log.error("audit.checkpoint_beyond_head", checkpoint_seq=latest.seq, head_seq=seq)
         if latest is not None and latest.seq >= seq:
             return None  # already covered (by this gateway or another one)
         problem = _base_problem(base, stored)
