@@ -1935,6 +1935,40 @@ class CatalogContract:
 
         assert await catalog.audit_checkpoints() == [checkpoint]
 
+    async def test_chained_audit_checkpoints_round_trip_and_extend_only_the_latest(
+        self, catalog: Catalog
+    ) -> None:
+        await catalog.append_audit([audit_event(n) for n in range(1, 6)])
+        first = Checkpoint(
+            2, bytes(32), 10.0, "hgw-audit", 1, "vault:v1:AAAA", 0, GENESIS, "checkpoint", 1
+        )
+        assert await catalog.add_audit_checkpoint(first)
+        second = Checkpoint(
+            4, bytes(32), 11.0, "hgw-audit", 1, "vault:v1:BBBB", 2, b"\x01" * 32,
+            "discontinuity", 3,
+        )  # fmt: skip
+        # Chained to a checkpoint that is not the latest (a lost race): refused.
+        assert not await catalog.add_audit_checkpoint(dataclasses.replace(second, prev_seq=0))
+        assert await catalog.add_audit_checkpoint(second)
+        # Not above the latest: refused.
+        assert not await catalog.add_audit_checkpoint(dataclasses.replace(second, seq=3))
+
+        assert await catalog.audit_checkpoints() == [first, second]
+        assert await catalog.audit_checkpoints(since_seq=3) == [second]
+        assert await catalog.latest_audit_checkpoint() == second
+
+    async def test_object_marks_list_every_live_row_page_by_page(self, catalog: Catalog) -> None:
+        await setup_bucket(catalog)
+        rows = [make_object("photos", f"k{n}") for n in range(5)]
+        for row in rows:
+            await catalog.put_object(row)
+        first = await catalog.object_marks(limit=3)
+        rest = await catalog.object_marks(after=(first[-1].bucket, first[-1].key), limit=3)
+
+        assert [(m.key, m.object_id, m.row_mac) for m in first + rest] == [
+            (r.key, r.object_id, r.row_mac) for r in rows
+        ]
+
     async def test_concurrent_audit_appends_make_one_unbroken_chain(self, catalog: Catalog) -> None:
         async def append(n: int) -> None:
             await catalog.append_audit([audit_event(n), audit_event(n + 100)])

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from click.testing import Result
 from typer.testing import CliRunner
 
-from blindstore.audit.chain import AuditRecord, verify
+from blindstore.audit.chain import AuditRecord, SigningKey, verify
 from blindstore.audit.events import AuditFilter
 from blindstore.audit.query import verify_log
 from blindstore.cli.main import app
@@ -364,8 +364,9 @@ def test_checkpoints_are_signed_with_the_transit_key_and_verify(
     assert info.type == "ed25519"
     all_records = agw.run(agw.gateway.catalog.audit_records(limit=10_000))
     # Verified locally with the public key: OpenBao is trusted to sign, not to verify.
-    assert verify(all_records, checkpoints, {"hgw-audit": info.public_keys}) == []
-    report = agw.run(verify_log(agw.gateway.catalog, {"hgw-audit": info.public_keys}))
+    key = SigningKey("hgw-audit", info.public_keys)
+    assert verify(all_records, checkpoints, key) == []
+    report = agw.run(verify_log(agw.gateway.catalog, key))
     assert report.intact
     assert report.last_signed_seq >= seq
 
@@ -431,7 +432,7 @@ def test_parallel_requests_make_one_unbroken_chain(agw: RunningGateway, bucket: 
     head = agw.run(agw.gateway.catalog.audit_head())
     assert head is not None
     assert head[0] - (start[0] if start else 0) >= 128
-    report = agw.run(verify_log(agw.gateway.catalog, {}, checkpoints=[]))
+    report = agw.run(verify_log(agw.gateway.catalog, SigningKey("hgw-audit", {}), checkpoints=[]))
     assert report.intact, report.problems
     mine = records(agw, AuditFilter(bucket=bucket))
     assert sum(r.event.operation == "GetObject" and r.event.result == "200" for r in mine) == 64

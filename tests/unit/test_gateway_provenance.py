@@ -58,7 +58,7 @@ class RecordingSink:
             raise ServiceUnavailable()
         self.events.append(event)
 
-    def committed_elsewhere(self, count: int) -> None:
+    def committed_elsewhere(self, event: AuditEvent) -> None:
         """Nothing to count: this sink signs no checkpoints."""
 
 

@@ -4,15 +4,21 @@ Each record's ``hash`` is ``SHA-256(prev_hash || canonical_bytes(record))``; the
 ``prev_hash`` is 32 zero bytes. ``canonical_bytes`` covers every field, ``seq`` and ``time``
 included, in a fixed order, as a JSON array (unambiguous: every value is typed and delimited).
 A checkpoint is the hash at some ``seq``, signed (ed25519, by an OpenBao Transit key) over
-``checkpoint_bytes``. The byte-level formats are documented in docs/audit.md.
+``checkpoint_message``; a chained (v2) checkpoint also covers the previous checkpoint's digest, so
+that deleting, replacing or inserting a checkpoint breaks the checkpoint chain, and says whether
+its signer could vouch for the records since its last trusted checkpoint (``checkpoint``) or not
+(``discontinuity``). The byte-level formats are documented in docs/audit.md.
 
 ``verify`` walks records in the order given (the catalog returns them by ``seq``) and says
 which record is wrong and how. What it can and cannot prove: any edit, deletion, insertion or
 reordering *before the last signed checkpoint* is detected, even by someone who recomputes
-every hash, because the checkpoint's signature pins the chain up to it. After the last
-checkpoint, an attacker with write access to the catalog can rewrite the tail and recompute the
-hashes, or cut it off, undetectably: checkpoint often (``audit.checkpoint_every``/
-``checkpoint_seconds``) and export the log off-site.
+every hash, because the checkpoint's signature pins the chain up to it. A tail rewritten
+before the next checkpoint is not endorsed by it when the signer notices (a broken link, or a
+record it appended itself changed or gone): the checkpoint is then a signed ``discontinuity``,
+reported here. Records after the last checkpoint can still be cut off undetectably: checkpoint
+often (``audit.checkpoint_every``/``checkpoint_seconds``) and export the log off-site.
+Signatures are checked with the pinned signing key (``SigningKey``), never a key named by the
+checkpoint row itself.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ from blindstore.audit.events import AuditEvent
 
 RECORD_FORMAT = "blindstore-audit/v1"
 CHECKPOINT_FORMAT = "blindstore-audit-checkpoint/v1"
+CHAINED_CHECKPOINT_FORMAT = "blindstore-audit-checkpoint/v2"
 GENESIS = bytes(32)
+
+CheckpointKind = Literal["checkpoint", "discontinuity"]
 
 ProblemKind = Literal[
     "edited",
@@ -45,6 +54,9 @@ ProblemKind = Literal[
     "checkpoint-signature",
     "checkpoint-mismatch",
     "checkpoint-missing-record",
+    "checkpoint-key",
+    "checkpoint-chain",
+    "discontinuity",
 ]
 
 
@@ -67,8 +79,30 @@ class Checkpoint:
     time: float
     key_name: str
     key_version: int
-    #: ``vault:vN:<base64 of the 64-byte signature>`` over ``checkpoint_bytes``.
+    #: ``vault:vN:<base64 of the 64-byte signature>`` over ``checkpoint_message``.
     signature: str
+    #: Chained (v2) checkpoints: the previous checkpoint's seq and ``checkpoint_digest`` (0 and
+    #: ``GENESIS`` for the first one). None for the unchained v1 checkpoints of older releases.
+    prev_seq: int | None = None
+    prev_digest: bytes | None = None
+    #: ``discontinuity``: the signer could not vouch for records ``from_seq..seq`` (it signs
+    #: that fact, not an endorsement of them).
+    kind: CheckpointKind = "checkpoint"
+    #: The first seq of the segment this checkpoint speaks for (v2 only).
+    from_seq: int | None = None
+
+    @property
+    def chained(self) -> bool:
+        return self.prev_digest is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """The pinned checkpoint key: its configured name and its public keys by version (raw
+    ed25519). A checkpoint naming another key is refused, whatever its signature."""
+
+    name: str
+    public_keys: Mapping[int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +162,32 @@ def chain(
 
 
 def checkpoint_bytes(seq: int, digest: bytes, time: float) -> bytes:
-    """The bytes a checkpoint's signature covers (docs/audit.md)."""
+    """The bytes an unchained (v1) checkpoint's signature covers (docs/audit.md)."""
     return _json([CHECKPOINT_FORMAT, seq, digest.hex(), time])
+
+
+def checkpoint_message(cp: Checkpoint) -> bytes:
+    """The bytes ``cp``'s signature covers: v1 as ``checkpoint_bytes``; v2 adds its kind, the
+    segment it speaks for and the previous checkpoint's seq and digest (docs/audit.md)."""
+    if cp.prev_digest is None:
+        return checkpoint_bytes(cp.seq, cp.hash, cp.time)
+    return _json(
+        [
+            CHAINED_CHECKPOINT_FORMAT,
+            cp.kind,
+            cp.seq,
+            cp.hash.hex(),
+            cp.time,
+            cp.from_seq,
+            cp.prev_seq,
+            cp.prev_digest.hex(),
+        ]
+    )
+
+
+def checkpoint_digest(cp: Checkpoint) -> bytes:
+    """What the next checkpoint chains to: SHA-256 of the signed bytes and the signature."""
+    return hashlib.sha256(checkpoint_message(cp) + cp.signature.encode("ascii", "replace")).digest()
 
 
 def encode_detail(detail: Mapping[str, object]) -> str:
@@ -149,16 +207,14 @@ def _json(value: object) -> bytes:
 
 
 def verify(
-    records: Iterable[AuditRecord],
-    checkpoints: Sequence[Checkpoint],
-    public_keys: Mapping[str, Mapping[int, bytes]],
+    records: Iterable[AuditRecord], checkpoints: Sequence[Checkpoint], key: SigningKey
 ) -> list[Problem]:
     """Every problem found, in log order; empty when the chain is intact.
 
-    ``records`` in ``seq`` order (as the catalog returns them; streaming is fine),
-    ``public_keys``: signing key name → version → raw ed25519 public key.
+    ``records`` in ``seq`` order (as the catalog returns them; streaming is fine), ``key``: the
+    pinned signing key (from configuration, never from the checkpoint rows).
     """
-    walker = ChainWalker(checkpoints, public_keys)
+    walker = ChainWalker(checkpoints, key)
     for record in records:
         walker.feed(record)
     return walker.finish()
@@ -178,9 +234,7 @@ class ChainWalker:
     _SHIFTS = (-1, 1, -2, 2, -3, 3)
     _WINDOW = 4096
 
-    def __init__(
-        self, checkpoints: Sequence[Checkpoint], public_keys: Mapping[str, Mapping[int, bytes]]
-    ) -> None:
+    def __init__(self, checkpoints: Sequence[Checkpoint], key: SigningKey) -> None:
         self.problems: list[Problem] = []
         self.count = 0
         self.last_seq = 0
@@ -189,10 +243,11 @@ class ChainWalker:
         self._checkpoints = {cp.seq: cp for cp in checkpoints}
         self._bad_signatures: set[int] = set()
         for cp in checkpoints:
-            problem = _check_signature(cp, public_keys)
+            problem = _check_signature(cp, key)
             if problem is not None:
                 self._bad_signatures.add(cp.seq)
                 self.problems.append(problem)
+        self.problems.extend(_check_checkpoint_chain(checkpoints))
         self._seen_checkpoints: set[int] = set()
         self._expected = 1
         #: Stored hashes of recent records by seq (0: the genesis value).
@@ -261,7 +316,7 @@ class ChainWalker:
                     "up to here were changed and their hashes recomputed",
                 )
             elif seq not in self._bad_signatures and not any(
-                p.kind != "checkpoint-signature" for p in self.problems
+                p.kind not in _CHECKPOINT_ONLY for p in self.problems if p.seq <= seq
             ):
                 self.last_signed_seq = seq
 
@@ -327,28 +382,85 @@ class ChainWalker:
         self.problems.append(Problem(seq, kind, message))
 
 
+#: Problems of a checkpoint row alone: they do not stop a later checkpoint from pinning the
+#: chain (the records up to it still match a valid signature).
+_CHECKPOINT_ONLY = frozenset({"checkpoint-signature", "checkpoint-key", "checkpoint-chain"})
+
 _TRANSIT_SIGNATURE = re.compile(r"vault:v([1-9][0-9]{0,8}):([A-Za-z0-9+/=]+)")
 
 
-def _check_signature(
-    cp: Checkpoint, public_keys: Mapping[str, Mapping[int, bytes]]
-) -> Problem | None:
-    def bad(reason: str) -> Problem:
-        return Problem(cp.seq, "checkpoint-signature", f"checkpoint at seq {cp.seq}: {reason}")
+def _check_signature(cp: Checkpoint, key: SigningKey) -> Problem | None:
+    def bad(kind: ProblemKind, reason: str) -> Problem:
+        return Problem(cp.seq, kind, f"checkpoint at seq {cp.seq}: {reason}")
 
+    if cp.key_name != key.name:
+        return bad(
+            "checkpoint-key",
+            f"it names the signing key {cp.key_name!r}, not the configured {key.name!r}: "
+            "the row was altered or forged",
+        )
     match = _TRANSIT_SIGNATURE.fullmatch(cp.signature)
     if match is None:
-        return bad("the signature is not of the form vault:vN:<base64>")
+        return bad("checkpoint-signature", "the signature is not of the form vault:vN:<base64>")
     if int(match.group(1)) != cp.key_version:
-        return bad("the signature's key version does not match the checkpoint's")
-    key = public_keys.get(cp.key_name, {}).get(cp.key_version)
-    if key is None:
-        return bad(f"no public key for {cp.key_name} version {cp.key_version}")
+        return bad(
+            "checkpoint-signature", "the signature's key version does not match the checkpoint's"
+        )
+    public = key.public_keys.get(cp.key_version)
+    if public is None:
+        return bad("checkpoint-signature", f"no public key for {key.name} version {cp.key_version}")
     try:
         raw = base64.b64decode(match.group(2), validate=True)
-        Ed25519PublicKey.from_public_bytes(key).verify(
-            raw, checkpoint_bytes(cp.seq, cp.hash, cp.time)
-        )
+        Ed25519PublicKey.from_public_bytes(public).verify(raw, checkpoint_message(cp))
     except (binascii.Error, ValueError, InvalidSignature):
-        return bad("the signature does not verify: the checkpoint was forged or altered")
+        return bad(
+            "checkpoint-signature",
+            "the signature does not verify: the checkpoint was forged or altered",
+        )
     return None
+
+
+def _check_checkpoint_chain(checkpoints: Sequence[Checkpoint]) -> list[Problem]:
+    """Each chained checkpoint must name the checkpoint just before it (by seq and digest);
+    report the discontinuities the signers recorded."""
+    problems: list[Problem] = []
+    previous: Checkpoint | None = None
+    chained_seen = False
+    for cp in sorted(checkpoints, key=lambda c: c.seq):
+        if cp.chained:
+            chained_seen = True
+            expected = (previous.seq, checkpoint_digest(previous)) if previous else (0, GENESIS)
+            if (cp.prev_seq, cp.prev_digest) != expected:
+                before = f"seq {previous.seq}" if previous else "none"
+                problems.append(
+                    Problem(
+                        cp.seq,
+                        "checkpoint-chain",
+                        f"checkpoint at seq {cp.seq} was chained to the checkpoint at seq "
+                        f"{cp.prev_seq}, but the checkpoint before it is {before} (or differs "
+                        "from the one signed): a checkpoint was deleted, replaced or inserted",
+                    )
+                )
+        elif chained_seen:
+            problems.append(
+                Problem(
+                    cp.seq,
+                    "checkpoint-chain",
+                    f"checkpoint at seq {cp.seq} is unchained (v1) but follows chained ones: "
+                    "it was inserted",
+                )
+            )
+        if cp.kind == "discontinuity":
+            start = cp.from_seq if cp.from_seq is not None else cp.seq
+            problems.append(
+                Problem(
+                    start,
+                    "discontinuity",
+                    f"seq {start}..{cp.seq}: the gateway that signed the checkpoint at seq "
+                    f"{cp.seq} could not vouch for these records (a hash link was broken, or a "
+                    "record it had written was changed or gone): the log was altered after "
+                    "they were written",
+                )
+            )
+        previous = cp
+    return problems

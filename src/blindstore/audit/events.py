@@ -45,9 +45,9 @@ class AuditSink(Protocol):
         """Append durably; raise ``ServiceUnavailable`` if it cannot (the action then fails)."""
         ...
 
-    def committed_elsewhere(self, count: int) -> None:
-        """``count`` records were committed by another transaction (a write's, with its row):
-        they count towards the next checkpoint."""
+    def committed_elsewhere(self, event: AuditEvent) -> None:
+        """``event`` was committed by another transaction (a write's, with its row): it counts
+        towards the next checkpoint, whose signer must find it again unchanged."""
         ...
 
 

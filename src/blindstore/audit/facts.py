@@ -5,7 +5,9 @@ object row or upload it worked on (``note``) without any signature changing: han
 gateway stay unaware of auditing, and code outside a request (CLI jobs, tests) notes nothing.
 The facts object is shared by reference, so notes made in child tasks land too. A write that
 creates an object commits its request's record in the same transaction as the row
-(``write_event``): the object exists if and only if its record does.
+(``write_event``): the object exists if and only if its record does. A write's record carries
+the row MAC it committed and a delete's the object ids it removed (``detail``), which ``audit
+verify`` checks the live rows against (``audit.rollback``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from blindstore.audit.events import AuditEvent
+from blindstore.audit.rollback import DELETED_DETAIL, ROW_MAC_DETAIL
 
 
 class _Stored(Protocol):
@@ -45,6 +48,10 @@ class AuditFacts:
     success_event: Callable[[], AuditEvent] | None = None
     #: The record was committed together with the write: the S3 plane appends nothing more.
     recorded: bool = False
+    #: Added to the record's ``detail``: ``row_mac`` (hex) of the row a write committed,
+    #: ``deleted`` (hex object ids, comma-separated) of the rows a delete removed.
+    detail: dict[str, str] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
 
 
 _current: ContextVar[AuditFacts | None] = ContextVar("blindstore_audit_facts", default=None)
@@ -73,13 +80,27 @@ def note(stored: _Stored) -> None:
     facts.key_version = stored.key_version
 
 
+def note_deleted(removed: _Stored) -> None:
+    """Note an object row the current request deleted (all of them are named in its record)."""
+    facts = _current.get()
+    if facts is None:
+        return
+    note(removed)
+    facts.deleted.append(removed.object_id.hex())
+    facts.detail[DELETED_DETAIL] = ",".join(facts.deleted)
+
+
 def write_event(stored: _Stored) -> AuditEvent | None:
     """The current request's record for the successful write of ``stored``, to commit with its
-    row (then call ``recorded``); None outside an audited request."""
+    row (then call ``recorded``); None outside an audited request. It carries the row's MAC:
+    the version the log vouches for is the one ``audit verify`` expects to find live."""
     facts = _current.get()
     if facts is None or facts.success_event is None:
         return None
     note(stored)
+    row_mac = getattr(stored, "row_mac", b"")
+    if row_mac:
+        facts.detail[ROW_MAC_DETAIL] = row_mac.hex()
     return facts.success_event()
 
 

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from blindstore.audit.chain import AuditRecord, ChainWalker, Checkpoint, Problem
+from blindstore.audit.chain import AuditRecord, ChainWalker, Checkpoint, Problem, SigningKey
 from blindstore.audit.events import AuditFilter
+from blindstore.audit.rollback import Mismatch, WriteLedger
 from blindstore.catalog.base import Catalog
 from blindstore.errors import InvalidArgument
-
-PublicKeys = Mapping[str, Mapping[int, bytes]]
 
 #: Records fetched per catalog call when walking the whole log.
 PAGE = 1000
@@ -34,6 +33,10 @@ class VerifyReport:
     last_signed_seq: int
     checkpoints: int
     problems: list[Problem] = field(default_factory=list)
+    #: Live object rows checked against the write records (0: not checked).
+    objects: int = 0
+    #: Live rows that are not the version the log says is current (rollback, resurrection).
+    mismatches: list[Mismatch] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,37 +47,52 @@ class VerifyReport:
             "unsigned_tail": self.last_seq - self.last_signed_seq,
             "checkpoints": self.checkpoints,
             "problems": [p.as_dict() for p in self.problems],
+            "objects": self.objects,
+            "mismatches": [m.as_dict() for m in self.mismatches],
         }
 
 
-def checkpoint_key_names(checkpoints: list[Checkpoint]) -> set[str]:
-    """The signing keys whose public keys ``verify_log`` needs."""
-    return {cp.key_name for cp in checkpoints}
-
-
 async def verify_log(
-    catalog: Catalog, public_keys: PublicKeys, *, checkpoints: list[Checkpoint] | None = None
+    catalog: Catalog,
+    key: SigningKey,
+    *,
+    checkpoints: list[Checkpoint] | None = None,
+    check_objects: bool = True,
 ) -> VerifyReport:
-    """Walk the whole log in seq order (page by page) and check the chain and checkpoints."""
+    """Walk the whole log in seq order (page by page) and check the chain and the checkpoints
+    (signatures with the pinned ``key`` only); then, with ``check_objects``, cross-check every
+    live object row against the last write record of its key (``audit.rollback``)."""
     if checkpoints is None:
         checkpoints = await catalog.audit_checkpoints()
-    walker = ChainWalker(checkpoints, public_keys)
+    walker = ChainWalker(checkpoints, key)
+    ledger = WriteLedger()
     after = 0
     while True:
         page = await catalog.audit_records(after_seq=after, limit=PAGE)
         for record in page:
             walker.feed(record)
+            ledger.feed(record)
         if len(page) < PAGE:
             break
         after = page[-1].seq
     problems = walker.finish()
+    checked = 0
+    mismatches: list[Mismatch] = []
+    if check_objects:
+        position = ("", "")
+        while rows := await catalog.object_marks(after=position, limit=PAGE):
+            checked += len(rows)
+            mismatches.extend(m for m in map(ledger.check, rows) if m is not None)
+            position = (rows[-1].bucket, rows[-1].key)
     return VerifyReport(
-        intact=not problems,
+        intact=not problems and not mismatches,
         records=walker.count,
         last_seq=walker.last_seq,
         last_signed_seq=walker.last_signed_seq,
         checkpoints=len(checkpoints),
         problems=problems,
+        objects=checked,
+        mismatches=mismatches,
     )
 
 

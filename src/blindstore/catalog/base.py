@@ -17,6 +17,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 from blindstore.audit.chain import AuditRecord, Checkpoint
 from blindstore.audit.events import AuditEvent, AuditFilter
+from blindstore.audit.rollback import ObjectMark
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,12 +595,25 @@ class Catalog(Protocol):
         """When the object was last read: the latest successful GetObject/HeadObject."""
         ...
 
-    async def add_audit_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Record a signed checkpoint (a second one for the same seq is ignored)."""
+    async def add_audit_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        """Record a signed checkpoint if it extends the checkpoints: its seq is above the
+        latest one's and, if chained, it names the latest one (compare-and-set, serialised with
+        appends). False, and nothing stored, otherwise (another gateway signed first)."""
         ...
 
-    async def audit_checkpoints(self) -> list[Checkpoint]:
-        """Every checkpoint, by seq."""
+    async def audit_checkpoints(self, *, since_seq: int = 0) -> list[Checkpoint]:
+        """Every checkpoint at or after ``since_seq``, by seq."""
+        ...
+
+    async def latest_audit_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint with the highest seq; None when there is none."""
+        ...
+
+    async def object_marks(
+        self, *, after: tuple[str, str] = ("", ""), limit: int = 1000
+    ) -> list[ObjectMark]:
+        """Every live object's bucket, key, object id and row MAC, ordered by (bucket, key),
+        after ``after`` (for ``audit verify``'s rollback check)."""
         ...
 
     async def close(self) -> None: ...

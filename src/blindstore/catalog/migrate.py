@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 #: The newest revision in ``migrations/versions``; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 #: PostgreSQL advisory lock id held while migrating, so that gateways starting together do not
 #: run the same migration twice. Any constant works; this one spells "blnd".

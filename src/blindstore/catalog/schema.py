@@ -270,6 +270,12 @@ audit_checkpoints = Table(
     Column("key_version", Integer, nullable=False),
     #: ``vault:vN:<base64>`` over the checkpoint's canonical bytes.
     Column("signature", Text, nullable=False),
+    # Chained checkpoints (revision 0010); NULL prev_digest: an unchained v1 checkpoint.
+    Column("prev_seq", BigInteger, nullable=True),
+    Column("prev_digest", LargeBinary(32), nullable=True),
+    #: ``checkpoint`` or ``discontinuity`` (the signer could not vouch for from_seq..seq).
+    Column("kind", Text, nullable=False, server_default="checkpoint"),
+    Column("from_seq", BigInteger, nullable=True),
 )
 
 #: Blobs of rows replaced or deleted, kept until ``not_before`` (epoch seconds) so that reads

@@ -1,4 +1,5 @@
-"""The catalog's audit-trail queries: append to the hash chain, page, filter, checkpoints.
+"""The catalog's audit-trail queries: append to the hash chain, page, filter, checkpoints, and
+the object marks ``audit verify`` cross-checks against the write records.
 
 A mixin of ``SqlCatalog``. Appends are serialised so that the chain can never fork: on SQLite
 every write transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time); on PostgreSQL an
@@ -12,13 +13,14 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, and_, func, or_, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.expression import ColumnElement
 
 from blindstore.audit.chain import AuditRecord, Checkpoint, chain, encode_detail
 from blindstore.audit.events import AuditEvent, AuditFilter
-from blindstore.catalog.schema import audit_checkpoints, audit_log
+from blindstore.audit.rollback import ObjectMark
+from blindstore.catalog.schema import audit_checkpoints, audit_log, objects
 
 T = TypeVar("T")
 
@@ -101,47 +103,96 @@ class AuditQueries:
 
         return await self._read(work)
 
-    async def add_audit_checkpoint(self, checkpoint: Checkpoint) -> None:
-        def work(conn: Connection) -> None:
-            exists = conn.execute(
-                select(audit_checkpoints.c.seq).where(audit_checkpoints.c.seq == checkpoint.seq)
-            ).first()
-            if exists is not None:
-                return
+    async def add_audit_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        def work(conn: Connection) -> bool:
+            if conn.dialect.name == "postgresql":
+                # Serialised with appends and other gateways' checkpoints: compare-and-set.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+            latest = conn.execute(
+                select(audit_checkpoints.c.seq).order_by(audit_checkpoints.c.seq.desc()).limit(1)
+            ).scalar()
+            if latest is not None and latest >= checkpoint.seq:
+                return False  # another gateway signed this far first
+            if checkpoint.chained and (latest or 0) != checkpoint.prev_seq:
+                return False  # chained to a checkpoint that is no longer the latest
             try:
                 with conn.begin_nested():
-                    conn.execute(
-                        audit_checkpoints.insert(),
-                        {
-                            "seq": checkpoint.seq,
-                            "hash": checkpoint.hash,
-                            "time": checkpoint.time,
-                            "key_name": checkpoint.key_name,
-                            "key_version": checkpoint.key_version,
-                            "signature": checkpoint.signature,
-                        },
-                    )
+                    conn.execute(audit_checkpoints.insert(), _checkpoint_values(checkpoint))
             except sa_exc.IntegrityError:
-                return  # another gateway signed the same seq first
+                return False
+            return True
 
-        await self._write(work)
+        return await self._write(work)
 
-    async def audit_checkpoints(self) -> list[Checkpoint]:
+    async def audit_checkpoints(self, *, since_seq: int = 0) -> list[Checkpoint]:
         def work(conn: Connection) -> list[Checkpoint]:
-            rows = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq))
+            rows = conn.execute(
+                select(audit_checkpoints)
+                .where(audit_checkpoints.c.seq >= since_seq)
+                .order_by(audit_checkpoints.c.seq)
+            )
+            return [_checkpoint(row) for row in rows]
+
+        return await self._read(work)
+
+    async def latest_audit_checkpoint(self) -> Checkpoint | None:
+        def work(conn: Connection) -> Checkpoint | None:
+            row = conn.execute(
+                select(audit_checkpoints).order_by(audit_checkpoints.c.seq.desc()).limit(1)
+            ).first()
+            return None if row is None else _checkpoint(row)
+
+        return await self._read(work)
+
+    async def object_marks(
+        self, *, after: tuple[str, str] = ("", ""), limit: int = 1000
+    ) -> list[ObjectMark]:
+        def work(conn: Connection) -> list[ObjectMark]:
+            first, second = after
+            c = objects.c
+            rows = conn.execute(
+                select(c.bucket, c.key, c.object_id, c.row_mac)
+                .where(or_(c.bucket > first, and_(c.bucket == first, c.key > second)))
+                .order_by(c.bucket, c.key)
+                .limit(_page(limit))
+            )
             return [
-                Checkpoint(
-                    seq=int(row.seq),
-                    hash=bytes(row.hash),
-                    time=float(row.time),
-                    key_name=row.key_name,
-                    key_version=int(row.key_version),
-                    signature=row.signature,
-                )
+                ObjectMark(row.bucket, row.key, bytes(row.object_id), bytes(row.row_mac))
                 for row in rows
             ]
 
         return await self._read(work)
+
+
+def _checkpoint_values(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash,
+        "time": checkpoint.time,
+        "key_name": checkpoint.key_name,
+        "key_version": checkpoint.key_version,
+        "signature": checkpoint.signature,
+        "prev_seq": checkpoint.prev_seq,
+        "prev_digest": checkpoint.prev_digest,
+        "kind": checkpoint.kind,
+        "from_seq": checkpoint.from_seq,
+    }
+
+
+def _checkpoint(row: Any) -> Checkpoint:
+    """A checkpoint exactly as stored (an unknown kind is kept for verify to refuse)."""
+    return Checkpoint(
+        seq=int(row.seq),
+        hash=bytes(row.hash),
+        time=float(row.time),
+        key_name=row.key_name,
+        key_version=int(row.key_version),
+        signature=row.signature,
+        prev_seq=None if row.prev_seq is None else int(row.prev_seq),
+        prev_digest=None if row.prev_digest is None else bytes(row.prev_digest),
+        kind=row.kind,
+        from_seq=None if row.from_seq is None else int(row.from_seq),
+    )
 
 
 def _page(limit: int) -> int:

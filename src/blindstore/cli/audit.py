@@ -110,29 +110,31 @@ def verify(
         ),
     ] = None,
 ) -> None:
-    """Check the whole chain and every signed checkpoint; exit 1 naming each problem's seq."""
-    from blindstore.audit.query import checkpoint_key_names, verify_log
+    """Check the whole chain, every signed checkpoint and every live object row against the
+    write records; exit 1 naming each problem's seq (and each rolled-back object's key)."""
+    from blindstore.audit.chain import SigningKey
+    from blindstore.audit.query import verify_log
     from blindstore.cli.keys import _admin
     from blindstore.lifecycle.certificates import public_key_from_pem
 
     async def main() -> dict[str, Any]:
         settings = resolve_settings(data_dir, config)
+        # Pinned: the configured key (audit.signing_key or the default), whatever the
+        # checkpoint rows name.
+        name = settings.audit.key_name(settings.vault)
         catalog = _open_catalog(data_dir, config)
         try:
             checkpoints = await catalog.audit_checkpoints()
-            keys: dict[str, dict[int, bytes]] = {}
+            versions: dict[int, bytes] = {}
             if public_key:
-                name = settings.audit.key_name(settings.vault)
-                keys[name] = {
+                versions = {
                     version: public_key_from_pem(path.read_bytes())
                     for version, path in enumerate(public_key, start=1)
                 }
             elif checkpoints:
-                admin = _admin(settings, vault_token_file)
-                for name in checkpoint_key_names(checkpoints):
-                    info = await admin.key_info(name)
-                    keys[name] = dict(info.public_keys) if info is not None else {}
-            report = await verify_log(catalog, keys, checkpoints=checkpoints)
+                info = await _admin(settings, vault_token_file).key_info(name)
+                versions = dict(info.public_keys) if info is not None else {}
+            report = await verify_log(catalog, SigningKey(name, versions), checkpoints=checkpoints)
         finally:
             await catalog.close()
         return report.as_dict()
@@ -143,20 +145,38 @@ def verify(
     if report["intact"]:
         signed = report["last_signed_seq"]
         err_console.print(
-            f"chain intact, {report['records']} records, "
+            f"chain intact, {report['records']} records, {report['objects']} objects match "
+            "their last write record, "
             + (f"last signed checkpoint at seq {signed}" if signed else "no signed checkpoint yet")
             + (
                 f" ({report['unsigned_tail']} records after it are not covered by a signature)"
                 if report["unsigned_tail"]
                 else ""
-            )
+            ),
+            soft_wrap=True,
         )
         return
     for problem in report["problems"]:
-        err_console.print(f"seq {problem['seq']}: {problem['kind']}: {problem['message']}")
+        err_console.print(
+            f"seq {problem['seq']}: {problem['kind']}: {problem['message']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    for mismatch in report["mismatches"]:
+        seq = mismatch["seq"] or "-"
+        err_console.print(
+            f"object {mismatch['bucket']}/{mismatch['key']}: seq {seq}: {mismatch['kind']}: "
+            f"{mismatch['message']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     err_console.print(
         f"[red]chain NOT intact[/red]: {len(report['problems'])} problem(s) in "
-        f"{report['records']} records"
+        f"{report['records']} records, {len(report['mismatches'])} object(s) not the version "
+        "last written",
+        soft_wrap=True,
     )
     raise typer.Exit(code=1)
 

@@ -26,7 +26,7 @@ class Gateway(Multipart, Reads):
             bucket_name, key, tenant_id=principal.tenant.tenant_id
         )
         if removed is not None:
-            audit_facts.note(removed)
+            audit_facts.note_deleted(removed)
             self._retired(removed)
 
     async def delete_object_version(

@@ -146,7 +146,7 @@ class Writes(GatewayBase):
         if event is not None:
             audit_facts.recorded()
             if self.audit is not None:
-                self.audit.committed_elsewhere(1)
+                self.audit.committed_elsewhere(event)
         if replaced is not None:
             self._retired(replaced)
         # A read soon after a write (very common) then needs no Vault round trip; bucket-key

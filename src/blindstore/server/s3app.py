@@ -317,6 +317,8 @@ class S3App:
         if request is not None and request.query:
             # Sub-resource and option names only: values may name objects (prefix, markers).
             detail["query"] = bounded(",".join(sorted(request.query)), MAX_QUERY_BYTES)
+        # The row MAC a write committed, the object ids a delete removed (audit.rollback).
+        detail.update(facts.detail)
         return AuditEvent(
             time=self.auth.clock(),
             request_id=request_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -13,16 +14,19 @@ from blindstore.audit.chain import (
     GENESIS,
     AuditRecord,
     Checkpoint,
+    SigningKey,
     canonical_bytes,
     chain,
     checkpoint_bytes,
+    checkpoint_digest,
+    checkpoint_message,
     record_hash,
     verify,
 )
 from blindstore.audit.events import AuditEvent
 
 KEY = Ed25519PrivateKey.generate()
-PUBLIC = {"hgw-audit": {1: KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)}}
+PUBLIC = SigningKey("hgw-audit", {1: KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)})
 
 
 def event(n: int) -> AuditEvent:
@@ -219,3 +223,102 @@ def test_a_checkpoint_under_an_unknown_key_is_refused() -> None:
     records = log()
     checkpoint = dataclasses.replace(signed(records[7]), key_version=2)
     assert kinds(verify(records, [checkpoint], PUBLIC)) == [(8, "checkpoint-signature")]
+
+
+# ---------------------------------------------------------------------------- chained checkpoints
+
+
+def chained(
+    record: AuditRecord,
+    previous: Checkpoint | None,
+    *,
+    kind: Literal["checkpoint", "discontinuity"] = "checkpoint",
+    key_name: str = "hgw-audit",
+    time: float = 1.0,
+) -> Checkpoint:
+    import base64
+
+    unsigned = Checkpoint(
+        record.seq,
+        record.hash,
+        time,
+        key_name,
+        1,
+        "",
+        prev_seq=previous.seq if previous else 0,
+        prev_digest=checkpoint_digest(previous) if previous else GENESIS,
+        kind=kind,
+        from_seq=(previous.seq if previous else 0) + 1,
+    )
+    sig = KEY.sign(checkpoint_message(unsigned))
+    return dataclasses.replace(unsigned, signature=f"vault:v1:{base64.b64encode(sig).decode()}")
+
+
+def three_chained(records: list[AuditRecord]) -> list[Checkpoint]:
+    first = chained(records[2], None)
+    second = chained(records[5], first)
+    return [first, second, chained(records[8], second)]
+
+
+def test_chained_checkpoints_verify() -> None:
+    records = log()
+    assert verify(records, three_chained(records), PUBLIC) == []
+
+
+def test_a_chained_checkpoint_may_follow_unchained_ones() -> None:
+    records = log()
+    old = signed(records[2])
+    assert verify(records, [old, chained(records[5], old)], PUBLIC) == []
+
+
+def test_a_deleted_checkpoint_breaks_the_checkpoint_chain() -> None:
+    records = log()
+    first, _, third = three_chained(records)
+    assert kinds(verify(records, [first, third], PUBLIC)) == [(9, "checkpoint-chain")]
+
+
+def test_a_deleted_first_checkpoint_breaks_the_checkpoint_chain() -> None:
+    records = log()
+    _, second, third = three_chained(records)
+    assert kinds(verify(records, [second, third], PUBLIC)) == [(6, "checkpoint-chain")]
+
+
+def test_a_replaced_checkpoint_breaks_the_checkpoint_chain() -> None:
+    # Another genuine checkpoint of the same seq (from an older copy, say) has another digest.
+    records = log()
+    first, _, third = three_chained(records)
+    other = chained(records[5], first, time=2.0)
+    assert kinds(verify(records, [first, other, third], PUBLIC)) == [(9, "checkpoint-chain")]
+
+
+def test_an_unchained_checkpoint_after_chained_ones_is_reported() -> None:
+    records = log()
+    first = chained(records[2], None)
+    assert kinds(verify(records, [first, signed(records[5])], PUBLIC)) == [(6, "checkpoint-chain")]
+
+
+def test_a_checkpoint_row_naming_another_key_fails_even_with_that_keys_valid_signature() -> None:
+    # An insider who controls some other Transit key and renames the row to it: the key is
+    # pinned by configuration, never taken from the row.
+    records = log()
+    rogue = chained(records[7], None, key_name="insider-key")
+    both = SigningKey("hgw-audit", dict(PUBLIC.public_keys))
+    assert kinds(verify(records, [rogue], both)) == [(8, "checkpoint-key")]
+    # Verified under its own name it would pass: only the pin refuses it.
+    assert verify(records, [rogue], SigningKey("insider-key", dict(PUBLIC.public_keys))) == []
+
+
+def test_a_signed_discontinuity_is_reported_with_its_range() -> None:
+    records = log()
+    first = chained(records[2], None)
+    gap = chained(records[7], first, kind="discontinuity")
+    problems = verify(records, [first, gap], PUBLIC)
+    assert kinds(problems) == [(4, "discontinuity")]
+    assert "seq 4..8" in problems[0].message
+
+
+def test_a_discontinuity_cannot_be_turned_into_an_endorsement() -> None:
+    records = log()
+    gap = chained(records[7], None, kind="discontinuity")
+    endorsed = dataclasses.replace(gap, kind="checkpoint")
+    assert kinds(verify(records, [endorsed], PUBLIC)) == [(8, "checkpoint-signature")]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from blindstore import transparency
 from blindstore.audit import query as audit_query
+from blindstore.audit.chain import SigningKey
 from blindstore.errors import NoSuchTenant
 from blindstore.lifecycle.certificates import public_key_from_pem
 from blindstore.reports.responsibilities import render, responsibility_notice
@@ -142,6 +143,10 @@ class AuditVerification(BaseModel):
     #: ``audit.public_keys``): then only the hash chain was checked.
     checkpoints_verified: bool
     problems: list[dict[str, Any]]
+    #: Live object rows checked against the last write record of their key.
+    objects: int
+    #: Rows that are not the version last written: rolled back, resurrected or unrecorded.
+    mismatches: list[dict[str, Any]]
 
 
 @router.post(
@@ -155,18 +160,18 @@ async def audit_verify(context: Context) -> AuditVerification:
     catalog = context.gateway.catalog
     audit = context.settings.audit
     checkpoints = await catalog.audit_checkpoints()
-    keys: dict[str, dict[int, bytes]] = {}
-    if audit.public_keys:
-        # The gateway's own Vault identity may sign checkpoints but not read the key: the
-        # auditor exports the public keys (`blindstore audit signing-key`) into the settings.
-        keys[audit.key_name(context.settings.vault)] = {
+    # The gateway's own Vault identity may sign checkpoints but not read the key: the auditor
+    # exports the public keys (`blindstore audit signing-key`) into the settings. The key is
+    # pinned to the configured name, whatever the checkpoint rows say.
+    key = SigningKey(
+        audit.key_name(context.settings.vault),
+        {
             version: public_key_from_pem(path.read_bytes())
-            for version, path in enumerate(audit.public_keys, start=1)
-        }
-    verified = bool(keys)
-    report = await audit_query.verify_log(
-        catalog, keys, checkpoints=checkpoints if verified else []
+            for version, path in enumerate(audit.public_keys or [], start=1)
+        },
     )
+    verified = bool(key.public_keys)
+    report = await audit_query.verify_log(catalog, key, checkpoints=checkpoints if verified else [])
     body = report.as_dict()
     return AuditVerification(
         **body,
