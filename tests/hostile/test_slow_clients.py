@@ -1,5 +1,6 @@
-"""Slow headers (slowloris), stalled bodies and hundreds of idle connections: each is closed
-after its configured timeout while other clients are served normally meanwhile."""
+"""Slow headers (slowloris), stalled bodies, readers that stop reading and hundreds of idle
+connections: each is closed after its configured timeout while other clients are served
+normally meanwhile."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.hostile.rawsock import (
     closed_by_peer,
     connect,
     object_path,
+    read_status_line,
     send_slowly,
     signed_head,
 )
@@ -25,6 +27,7 @@ from tests.hostile.served import Served, serve_gateway
 
 HEADER_TIMEOUT = 2.0
 BODY_IDLE_TIMEOUT = 2.0
+SEND_TIMEOUT = 2.0
 #: Scheduling on a loaded 2-core machine: how late a timeout may fire.
 SLACK = 4.0
 
@@ -37,6 +40,7 @@ def slow(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> It
         limits={
             "header_timeout_seconds": HEADER_TIMEOUT,
             "body_idle_timeout_seconds": BODY_IDLE_TIMEOUT,
+            "send_timeout_seconds": SEND_TIMEOUT,
         },
     )
     yield gateway
@@ -115,6 +119,34 @@ def test_a_stalled_body_is_cut_after_the_idle_timeout(slow: Served) -> None:
     normal.check(at_least=3)
     listed = slow.s3.list_objects_v2(Bucket=slow.bucket, Prefix="stalled/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_reader_that_stops_reading_is_cut_after_the_send_timeout(slow: Served) -> None:
+    size = 32 * 1024 * 1024
+    slow.put("stalled/download", secrets.token_bytes(size))
+    with _NormalClient(slow) as normal:
+        sock = socket.socket()
+        # A small window, so that the gateway's writes pause (flow control) soon.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.connect(("127.0.0.1", slow.port))
+        sock.sendall(signed_head(slow, "GET", object_path(slow.bucket, "stalled/download")))
+        assert read_status_line(sock) == 200
+        time.sleep(SEND_TIMEOUT + SLACK)  # read nothing: the gateway must give up on us
+        received, cut = 0, False
+        sock.settimeout(5)
+        try:
+            while chunk := sock.recv(1024 * 1024):
+                received += len(chunk)
+            cut = True  # EOF before the whole body
+        except ConnectionError:
+            cut = True
+        except TimeoutError:
+            cut = False
+        finally:
+            sock.close()
+        assert cut, f"the gateway kept a stalled reader ({received} bytes read at the end)"
+        assert received < size
+    normal.check(at_least=3)
 
 
 def test_hundreds_of_idle_connections_do_not_starve_a_normal_client(slow: Served) -> None:
