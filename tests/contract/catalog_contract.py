@@ -42,6 +42,7 @@ from blindstore.errors import (
     BucketAlreadyExists,
     BucketNotEmpty,
     InvalidArgument,
+    InvalidPart,
     InvalidRequest,
     NoSuchBucket,
     NoSuchKey,
@@ -657,9 +658,10 @@ class CatalogContract:
         )
         await catalog.create_upload(upload)
         assert await catalog.get_upload("u1") == upload
+        part = make_part("u1", 1)
+        await catalog.put_part(part)
         record = dataclasses.replace(
-            make_object("photos", "big.bin"),
-            object_id=upload.object_id,
+            object_for_parts(upload, [part], "e1"),
             provenance=upload.provenance,
             retention_until=upload.retention_until,
         )
@@ -1004,6 +1006,25 @@ class CatalogContract:
             await catalog.list_parts("u1")
         with pytest.raises(NoSuchUpload):
             await catalog.put_part(make_part("u1", 5))
+
+    async def test_complete_refuses_a_part_uploaded_again_meanwhile_and_keeps_the_upload(
+        self, catalog: Catalog
+    ) -> None:
+        """A completion chose part 1's row; the client uploaded part 1 again before it committed
+        (the earlier blob is on its way out): committing would point the object at that blob."""
+        await setup_bucket(catalog)
+        upload = make_upload("photos", "big.bin", "u1")
+        await catalog.create_upload(upload)
+        chosen = make_part("u1", 1, "first")
+        await catalog.put_part(chosen)
+        again = make_part("u1", 1, "again")
+        await catalog.put_part(again)
+
+        with pytest.raises(InvalidPart):
+            await catalog.complete_upload("u1", object_for_parts(upload, [chosen], "e1"))
+
+        assert await catalog.get_object("photos", "big.bin") is None
+        assert await catalog.list_parts("u1") == ([again], False)
 
     async def test_complete_over_an_existing_object_returns_it(self, catalog: Catalog) -> None:
         await setup_bucket(catalog)

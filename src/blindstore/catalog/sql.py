@@ -102,6 +102,7 @@ from blindstore.errors import (
     ConditionalRequestConflict,
     IntegrityError,
     InvalidArgument,
+    InvalidPart,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
@@ -680,6 +681,12 @@ class SqlCatalog(
                 part_from_row(row)
                 for row in conn.execute(self._statements.delete_parts, {"upload_id": upload_id})
             ]
+            # A part uploaded again while this completion was verifying replaced the row (and
+            # its blob) the completion chose: committing would point the object at a blob that
+            # is being deleted. The upload stays; the client completes again.
+            current = {part.blob for part in parts}
+            if any(stored.blob not in current for stored in record.parts):
+                raise InvalidPart()
             conn.execute(self._statements.delete_upload, {"upload_id": upload_id})
             replaced = self._write_object(
                 record, conn, if_match=if_match, if_none_match=if_none_match
