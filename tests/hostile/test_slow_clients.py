@@ -19,6 +19,7 @@ from tests.hostile.rawsock import (
     closed_by_peer,
     connect,
     object_path,
+    read_answer,
     read_status_line,
     send_slowly,
     signed_head,
@@ -28,6 +29,8 @@ from tests.hostile.served import Served, serve_gateway
 HEADER_TIMEOUT = 2.0
 BODY_IDLE_TIMEOUT = 2.0
 SEND_TIMEOUT = 2.0
+#: Open connections the crowded gateway accepts.
+CEILING = 40
 #: Scheduling on a loaded 2-core machine: how late a timeout may fire.
 SLACK = 4.0
 
@@ -174,6 +177,37 @@ def test_hundreds_of_idle_connections_do_not_starve_a_normal_client(slow: Served
                     selector.unregister(sock)
                     open_ones.discard(sock)
         assert not open_ones, f"{len(open_ones)} idle connections still open"
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def crowded(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    gateway = serve_gateway(
+        tmp_path_factory.mktemp("crowded"),
+        openbao,
+        limits={"header_timeout_seconds": HEADER_TIMEOUT, "max_connections": CEILING},
+    )
+    yield gateway
+    gateway.stop()
+
+
+def test_connections_beyond_the_ceiling_get_slow_down_until_the_idle_ones_are_cut(
+    crowded: Served,
+) -> None:
+    idle = [connect(crowded) for _ in range(CEILING)]
+    try:
+        time.sleep(0.5)  # every idle connection has been accepted and counted
+        with connect(crowded) as extra:
+            extra.settimeout(5)
+            answer = read_answer(extra)
+        assert answer.status == 503
+        assert b"<Code>SlowDown</Code>" in answer.body
+        # The idle ones are cut after the header timeout; then everyone is served again.
+        time.sleep(HEADER_TIMEOUT + SLACK)
+        crowded.put("crowded/after", b"served")
+        assert crowded.get("crowded/after") == b"served"
     finally:
         for sock in idle:
             sock.close()
