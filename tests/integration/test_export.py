@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner
 
+from blindstore.audit.events import AuditFilter
 from blindstore.cli.common import resolve_settings
 from blindstore.cli.keys import _admin, _signer
 from blindstore.cli.main import app
@@ -55,6 +56,18 @@ with open(root + "/manifest.jsonl", encoding="ascii") as manifest:
         out[entry["bucket"] + "\0" + entry["key"]] = base64.b64encode(data).decode()
 json.dump(out, sys.stdout)
 """
+
+
+def _export_records(gw: RunningGateway, tenant: str) -> list[dict[str, Any]]:
+    """The ``export`` audit records of ``tenant``: result and detail, oldest first."""
+    found = gw.run(gw.gateway.catalog.get_tenant_by_name(tenant))
+    assert found is not None
+    records = gw.run(
+        gw.gateway.catalog.query_audit(
+            AuditFilter(tenant_id=found.tenant_id, operation="export"), newest_first=False
+        )
+    )
+    return [{"result": r.event.result, **r.event.detail} for r in records]
 
 
 def _cli(*args: str) -> Result:
@@ -205,6 +218,20 @@ def test_the_manifest_carries_metadata_tags_provenance_and_says_what_was_shredde
     )
 
 
+def test_each_export_run_leaves_one_audit_record(
+    lifecycle_gw: RunningGateway,
+    exported: tuple[Path, str, str, dict[tuple[str, str], bytes]],
+) -> None:
+    _dest, name, _first, bodies = exported
+    records = _export_records(lifecycle_gw, name)
+    assert records[0]["result"] == "200"
+    assert (records[0]["objects"], records[0]["shredded"], records[0]["failed"]) == (
+        len(bodies),
+        1,
+        0,
+    )
+
+
 def _verify(dest: Path, *extra: str) -> Result:
     return _cli("export", "verify", str(dest), *extra)
 
@@ -280,10 +307,22 @@ def test_a_finished_export_is_not_overwritten_without_force(
     lifecycle_gw: RunningGateway,
     exported: tuple[Path, str, str, dict[tuple[str, str], bytes]],
 ) -> None:
-    dest, name, _first, _bodies = exported
+    dest, name, _first, bodies = exported
+    before = (dest / "export.json").read_bytes()
+
     refused = _export(lifecycle_gw, name, dest)
+
     assert refused.exit_code == 2
     assert "--force" in refused.output
+    assert (dest / "export.json").read_bytes() == before
+
+    forced = _export(lifecycle_gw, name, dest, "--force")
+
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["written"] == len(bodies)
+    assert _verify(dest, "--data-dir", str(lifecycle_gw.data_dir)).exit_code == 0
+    # One audit record per run that did work: the first export and the forced one.
+    assert [r["result"] for r in _export_records(lifecycle_gw, name)] == ["200", "200"]
 
 
 class _Interrupted(Exception):
@@ -341,7 +380,9 @@ def test_a_corrupted_object_fails_the_export_naming_it_and_writes_no_file(
     gw = lifecycle_gw
     name, s3, bucket = fresh_tenant(gw)
     s3.put_object(Bucket=bucket, Key="good", Body=os.urandom(50_000))
-    s3.put_object(Bucket=bucket, Key="bad [scan].dcm", Body=os.urandom(50_000))
+    # Larger than limits.verify_whole_below: streamed, so chunks reach the temporary file
+    # before the flipped one fails.
+    s3.put_object(Bucket=bucket, Key="bad [scan].dcm", Body=os.urandom(5 * MiB))
     blob = blobs.blob_path(gw, bucket, "bad [scan].dcm")
     data = bytearray(blob.read_bytes())
     data[-100] ^= 0x40
@@ -357,3 +398,6 @@ def test_a_corrupted_object_fails_the_export_naming_it_and_writes_no_file(
     assert (dest / object_file(bucket, "good")).is_file()
     assert not (dest / "export.json").exists()
     assert not [p for p in (dest / "objects").iterdir() if p.name.startswith(".")]
+    assert [(r["result"], r["failed"]) for r in _export_records(gw, name)] == [
+        ("500 InternalError", 1)
+    ]
