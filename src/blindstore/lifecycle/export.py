@@ -14,6 +14,7 @@ recorded SHA-256. The run ends by writing ``manifest.jsonl`` and, last, the sign
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -22,7 +23,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import anyio
 
 from blindstore.catalog.base import ObjectRecord, Tenant
 from blindstore.errors import BlindstoreError, KeyShredded
@@ -136,8 +139,10 @@ async def export_tenant(
     with the number of objects to go through.
     """
     buckets = await _buckets(gateway, tenant, bucket)
-    started = _prepare(dest, tenant.name, bucket, force=force, now=clock())
-    journal = _read_journal(dest)
+    started = await anyio.to_thread.run_sync(
+        functools.partial(_prepare, dest, tenant.name, bucket, force=force, now=clock())
+    )
+    journal = await anyio.to_thread.run_sync(_read_journal, dest)
     await gateway.refresh_revocations()
     if on_total is not None:
         on_total(await _count(gateway, tenant, buckets))
@@ -160,13 +165,15 @@ async def export_tenant(
                 if entry is not None:
                     entries[(name, record.key)] = entry
                     if entry is not journal.get((name, record.key)):
-                        _append(journal_file, entry)
+                        await anyio.to_thread.run_sync(_append, journal_file, entry)
                 done += 1
                 if on_object is not None:
                     on_object(done)
     if result.failed:
         return result
-    result.header = _finish(dest, tenant.name, buckets, entries, started, clock(), signer)
+    result.header = await anyio.to_thread.run_sync(
+        _finish, dest, tenant.name, buckets, entries, started, clock(), signer
+    )
     result.header["shreddings"] = [
         {
             "shred_id": shred.shred_id,
@@ -178,9 +185,10 @@ async def export_tenant(
         if shred.tenant_id == tenant.tenant_id
     ]
     result.header = await _sign(result.header, signer)
-    _write_atomically(dest / HEADER, json.dumps(result.header, indent=2, sort_keys=True) + "\n")
-    (dest / JOURNAL).unlink()
-    _fsync_dir(dest)
+    header_text = json.dumps(result.header, indent=2, sort_keys=True) + "\n"
+    await anyio.to_thread.run_sync(_write_atomically, dest / HEADER, header_text)
+    await anyio.to_thread.run_sync((dest / JOURNAL).unlink)
+    await anyio.to_thread.run_sync(_fsync_dir, dest)
     return result
 
 
@@ -196,7 +204,9 @@ async def _export_one(
     if tenant.shredded is not None or record.key_name in gateway.revoked_keys:
         result.shredded += 1
         return shredded_entry(record.bucket, record.key)
-    if previous is not None and _still_valid(previous, record, dest):
+    if previous is not None and await anyio.to_thread.run_sync(
+        _still_valid, previous, record, dest
+    ):
         result.exported += 1
         result.skipped += 1
         result.bytes += record.size
@@ -237,19 +247,30 @@ async def _write_file(path: Path, body: AsyncIterator[bytes]) -> str:
     temp = path.with_name(_TEMP_PREFIX + path.name)
     digest = hashlib.sha256()
     try:
-        with temp.open("wb") as handle:
+        handle = await anyio.to_thread.run_sync(temp.open, "wb")
+        try:
             async for chunk in body:
-                handle.write(chunk)
-                digest.update(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+                await anyio.to_thread.run_sync(_write_and_hash, handle, digest, chunk)
+            await anyio.to_thread.run_sync(_flush_and_sync, handle)
+        finally:
+            await anyio.to_thread.run_sync(handle.close)
+        await anyio.to_thread.run_sync(os.replace, temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    _fsync_dir(path.parent)
+    await anyio.to_thread.run_sync(_fsync_dir, path.parent)
     return digest.hexdigest()
+
+
+def _write_and_hash(handle: BinaryIO, digest: Any, chunk: bytes) -> None:
+    handle.write(chunk)
+    digest.update(chunk)
+
+
+def _flush_and_sync(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 async def _buckets(gateway: Gateway, tenant: Tenant, bucket: str | None) -> list[str]:

@@ -43,14 +43,19 @@ def verify_export(dest: Path, public_keys: Mapping[int, bytes]) -> dict[str, Any
         raise ExportInvalid(f"{MANIFEST} does not match the signed digest: it was altered")
     expected: dict[str, tuple[int, str]] = {}
     shredded = 0
-    for number, line in enumerate(manifest.decode("ascii").splitlines(), start=1):
-        entry = json.loads(line)
-        if entry.get("status") == "shredded":
-            shredded += 1
-            continue
-        expected[str(entry["file"])] = (int(entry["size"]), str(entry["sha256"]))
-        if not str(entry["file"]).startswith(f"{OBJECTS}/") or "/" in entry["file"][8:]:
-            raise ExportInvalid(f"manifest line {number} names a file outside {OBJECTS}/")
+    for number, line in enumerate(manifest.decode("utf-8", "replace").splitlines(), start=1):
+        try:
+            entry = json.loads(line)
+            if entry["status"] == "shredded":
+                shredded += 1
+                continue
+            name, size, sha256 = str(entry["file"]), int(entry["size"]), str(entry["sha256"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ExportInvalid(f"manifest line {number} is not a manifest entry") from exc
+        prefix = f"{OBJECTS}/"
+        if not name.startswith(prefix) or "/" in name[len(prefix) :] or name in expected:
+            raise ExportInvalid(f"manifest line {number} names a file outside {OBJECTS}/ or twice")
+        expected[name] = (size, sha256)
     present = {f"{OBJECTS}/{path.name}" for path in (dest / OBJECTS).iterdir()}
     missing = sorted(set(expected) - present)
     if missing:
