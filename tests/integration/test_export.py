@@ -393,7 +393,9 @@ def test_a_corrupted_object_fails_the_export_naming_it_and_writes_no_file(
 
     assert result.exit_code == 1, result.output
     assert "'bad [scan].dcm'" in result.stderr
-    assert json.loads(result.stdout)["failed"][0]["key"] == "bad [scan].dcm"
+    assert json.loads(result.stdout)["failed"] == [
+        {"bucket": bucket, "key": "bad [scan].dcm", "error": "IntegrityError"}
+    ]
     assert not (dest / object_file(bucket, "bad [scan].dcm")).exists()
     assert (dest / object_file(bucket, "good")).is_file()
     assert not (dest / "export.json").exists()

@@ -218,12 +218,21 @@ async def _export_one(
         result.shredded += 1
         return shredded_entry(record.bucket, record.key)
     except BlindstoreError as exc:
-        result.failed.append({"bucket": record.bucket, "key": record.key, "error": exc.code})
+        # The class says what failed (IntegrityError, BackendUnavailable, KeyServiceError...);
+        # the message may be a server-side one that is not shown.
+        result.failed.append(
+            {"bucket": record.bucket, "key": record.key, "error": _error_name(exc)}
+        )
         return None
     result.exported += 1
     result.written += 1
     result.bytes += read.record.size
     return manifest_entry(read.record, sha256)
+
+
+def _error_name(exc: BlindstoreError) -> str:
+    """The class of the error tree (errors.py) ``exc`` is, not a private subclass of it."""
+    return next(c.__name__ for c in type(exc).__mro__ if c.__module__ == BlindstoreError.__module__)
 
 
 def _still_valid(previous: dict[str, Any], record: ObjectRecord, dest: Path) -> bool:
