@@ -34,7 +34,12 @@ def read_header(dest: Path) -> dict[str, Any]:
 def verify_export(dest: Path, public_keys: Mapping[int, bytes]) -> dict[str, Any]:
     """Check signature, manifest digest, every file and the absence of others; the summary."""
     header = read_header(dest)
-    version = verify(header, public_keys, expected_type=EXPORT_TYPE)
+    if header.get("type") != EXPORT_TYPE:
+        raise ExportInvalid(f"{HEADER} is not a blindstore export header (type {EXPORT_TYPE})")
+    try:
+        version = verify(header, public_keys, expected_type=EXPORT_TYPE)
+    except CertificateInvalid as exc:
+        raise ExportInvalid(exc.message) from exc
     try:
         manifest = (dest / MANIFEST).read_bytes()
     except OSError as exc:
