@@ -403,3 +403,24 @@ def test_a_corrupted_object_fails_the_export_naming_it_and_writes_no_file(
     assert [(r["result"], r["failed"]) for r in _export_records(gw, name)] == [
         ("500 InternalError", 1)
     ]
+
+
+def test_an_export_refuses_a_directory_that_is_not_an_exports_and_a_file(
+    lifecycle_gw: RunningGateway, tmp_path: Path
+) -> None:
+    name, s3, bucket = fresh_tenant(lifecycle_gw)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "thesis.odt").write_bytes(b"precious")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_bytes(b"x")
+
+    refused = _export(lifecycle_gw, name, foreign)
+    assert refused.exit_code == 2
+    assert "not an export's (thesis.odt)" in refused.output
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.odt"]
+    failed = _export(lifecycle_gw, name, not_a_dir)
+    assert failed.exit_code == 2
+    assert "cannot write the export in" in failed.output
+    assert _export_records(lifecycle_gw, name) == []

@@ -20,10 +20,7 @@ from blindstore.cli.common import resolve_settings, run_job
 from blindstore.cli.keys import TokenFileOption, _admin, _signer, _signing_key, _tenant
 from blindstore.cli.options import ConfigOption, DataDirOption
 
-export_app = typer.Typer(
-    help="The customer's exit: export a tenant's objects to a directory, verify an export.",
-    invoke_without_command=True,
-)
+export_app = typer.Typer(invoke_without_command=True)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -41,8 +38,9 @@ def export(
     config: ConfigOption = None,
     vault_token_file: TokenFileOption = None,
 ) -> None:
-    """Export a tenant (or one bucket) to --to: every object authenticated, then written as a
-    plaintext file; a JSON Lines manifest and a signed header. Rerun to resume."""
+    """The customer's exit: export a tenant (or one bucket) to --to, every object authenticated
+    then written as a plaintext file, with a JSON Lines manifest and a signed header
+    (docs/export.md). Rerun to resume. `blindstore export verify DIR` checks an export."""
     if ctx.invoked_subcommand is not None:
         return
     if tenant is None or to is None:

@@ -136,8 +136,37 @@ async def export_tenant(
     """Export ``tenant`` (or one of its buckets) to ``dest``; see the module docstring.
 
     ``on_object(n)`` is called after each object (n done so far in this run); ``on_total`` once
-    with the number of objects to go through.
+    with the number of objects to go through. A file system error (disk full, no permission)
+    ends the run as ``ExportError``; rerun to resume.
     """
+    try:
+        return await _export(
+            gateway,
+            tenant,
+            dest,
+            bucket=bucket,
+            signer=signer,
+            force=force,
+            clock=clock,
+            on_object=on_object,
+            on_total=on_total,
+        )
+    except OSError as exc:
+        raise ExportError(f"cannot write the export in {dest}: {exc.strerror or exc}") from exc
+
+
+async def _export(
+    gateway: Gateway,
+    tenant: Tenant,
+    dest: Path,
+    *,
+    bucket: str | None = None,
+    signer: Signer,
+    force: bool = False,
+    clock: Callable[[], float] = time.time,
+    on_object: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> ExportResult:
     buckets = await _buckets(gateway, tenant, bucket)
     started = await anyio.to_thread.run_sync(
         functools.partial(_prepare, dest, tenant.name, bucket, force=force, now=clock())
