@@ -145,6 +145,14 @@ def _populate(gw: RunningGateway) -> tuple[str, str, str, dict[tuple[str, str], 
     finally:
         undo()
     keys_cli(gw, "shred", "--tenant", name, "--subject", "PATIENT-7", "--grace", "1h", "--yes")
+    # A subject whose shredding is complete: its objects are gone from the catalog; the header
+    # names the shredding request.
+    undo = _with_headers(s3, "PutObject", {SUBJECT_HEADER: "PATIENT-8"})
+    try:
+        s3.put_object(Bucket=second, Key="patient8.dcm", Body=b"destroyed")
+    finally:
+        undo()
+    keys_cli(gw, "shred", "--tenant", name, "--subject", "PATIENT-8", "--grace", "0", "--yes")
     return name, first, second, bodies
 
 
@@ -189,6 +197,7 @@ def test_the_manifest_carries_metadata_tags_provenance_and_says_what_was_shredde
     exported: tuple[Path, str, str, dict[tuple[str, str], bytes]],
 ) -> None:
     dest, name, first, bodies = exported
+    second = first + "-two"
     lines = [json.loads(line) for line in (dest / "manifest.jsonl").read_text().splitlines()]
     by_key = {(line["bucket"], line["key"]): line for line in lines}
     report = by_key[(first, "report.pdf")]
@@ -211,7 +220,11 @@ def test_the_manifest_carries_metadata_tags_provenance_and_says_what_was_shredde
     assert header["tenant"] == name
     assert (header["objects"], header["shredded"]) == (len(bodies), 1)
     assert header["bytes"] == sum(len(body) for body in bodies.values())
-    assert [s["scope"] for s in header["shreddings"]] == ["subject"]
+    assert sorted((s["scope"], s["destroyed"] is None) for s in header["shreddings"]) == [
+        ("subject", False),
+        ("subject", True),
+    ]
+    assert (second, "patient8.dcm") not in by_key
     assert (
         header["manifest_sha256"]
         == hashlib.sha256((dest / "manifest.jsonl").read_bytes()).hexdigest()
