@@ -372,17 +372,28 @@ def test_an_interrupted_export_resumes_without_rewriting_finished_files(
         if (dest / object_file(bucket, key)).exists()
     }
     assert sorted(finished) == ["k00", "k01", "k02"]
+    # Meanwhile: an exported object is tagged (same ETag, new metadata), another deleted.
+    s3.put_object_tagging(
+        Bucket=bucket, Key="k00", Tagging={"TagSet": [{"Key": "late", "Value": "tag"}]}
+    )
+    s3.delete_object(Bucket=bucket, Key="k01")
+    del bodies["k01"]
 
     resumed = _export(gw, name, dest)
 
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads(resumed.stdout)
-    assert (summary["skipped"], summary["written"], summary["objects"]) == (3, 3, 6)
-    for key, before in finished.items():
+    assert (summary["skipped"], summary["written"], summary["objects"]) == (2, 3, 5)
+    for key in ("k00", "k02"):
         after = (dest / object_file(bucket, key)).stat()
+        before = finished[key]
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     for key, body in bodies.items():
         assert (dest / object_file(bucket, key)).read_bytes() == body
+    assert not (dest / object_file(bucket, "k01")).exists()
+    lines = [json.loads(line) for line in (dest / "manifest.jsonl").read_text().splitlines()]
+    assert [line["key"] for line in lines] == sorted(bodies)
+    assert lines[0]["tags"] == {"late": "tag"}
     assert not (dest / "journal.jsonl").exists()
     assert _verify(dest, "--data-dir", str(gw.data_dir)).exit_code == 0
 

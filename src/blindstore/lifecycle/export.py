@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import anyio
 
 from blindstore.catalog.base import ObjectRecord, Tenant
-from blindstore.errors import BlindstoreError, KeyShredded
+from blindstore.errors import BlindstoreError, KeyShredded, NoSuchKey
 from blindstore.gateway.records import Principal
 from blindstore.lifecycle.certificates import attach_signature, canonical_bytes
 
@@ -193,7 +193,7 @@ async def _export(
                 )
                 if entry is not None:
                     entries[(name, record.key)] = entry
-                    if entry is not journal.get((name, record.key)):
+                    if entry != journal.get((name, record.key)):
                         await anyio.to_thread.run_sync(_append, journal_file, entry)
                 done += 1
                 if on_object is not None:
@@ -233,19 +233,25 @@ async def _export_one(
     if tenant.shredded is not None or record.key_name in gateway.revoked_keys:
         result.shredded += 1
         return shredded_entry(record.bucket, record.key)
-    if previous is not None and await anyio.to_thread.run_sync(
-        _still_valid, previous, record, dest
-    ):
-        result.exported += 1
-        result.skipped += 1
-        result.bytes += record.size
-        return previous
     try:
+        if previous is not None and await anyio.to_thread.run_sync(
+            _still_valid, previous, record, dest
+        ):
+            # The file is intact; the metadata is taken afresh from the authenticated row (tags
+            # may have changed since without changing the ETag).
+            current = await gateway.head_object(principal, record.bucket, record.key)
+            if current.etag == previous["etag"]:
+                result.exported += 1
+                result.skipped += 1
+                result.bytes += current.size
+                return manifest_entry(current, str(previous["sha256"]))
         read = await gateway.get_object(principal, record.bucket, record.key)
         sha256 = await _write_file(dest / object_file(record.bucket, record.key), read.body)
     except KeyShredded:
         result.shredded += 1
         return shredded_entry(record.bucket, record.key)
+    except NoSuchKey:
+        return None  # deleted since it was listed: not part of the export
     except BlindstoreError as exc:
         # The class says what failed (IntegrityError, BackendUnavailable, KeyServiceError...);
         # the message may be a server-side one that is not shown.
