@@ -50,7 +50,7 @@ def gw(
         vault_addr=bao.addr,
         vault_token=gateway_token,
         admin_token=Path(token_files["kms-admin"]).read_text(),
-        tenants=("clinic",),
+        tenants=("clinic", "leaving"),
         overrides={"keys": {"pool_size": 1, "revocation_refresh_seconds": 0.2}},
     )
     yield running
@@ -105,3 +105,40 @@ def test_rotation_rewrap_and_shredding_each_run_with_their_own_identity(
     assert isinstance(verified, dict)
     assert verified["valid"] is True
     assert s3.get_object(Bucket="records", Key="r0")["Body"].read() == b"record"
+
+
+def test_export_reads_with_the_gateway_identity_and_signs_with_the_key_administrators(
+    gw: RunningGateway, token_files: dict[str, str], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from blindstore.cli.main import app
+
+    # A tenant of its own: "clinic"'s floor was raised above the version its pooled DEKs were
+    # wrapped under (rewrap --settle 0 above), which only a cached DEK still reads.
+    s3 = gw.client("leaving")
+    s3.create_bucket(Bucket="exit")
+    s3.put_object(Bucket="exit", Key="leaving.dcm", Body=b"the customer's data")
+
+    def export(role: str, dest: Path) -> object:
+        return CliRunner().invoke(
+            app,
+            ["export", "--tenant", "leaving", "--bucket", "exit", "--to", str(dest),
+             "--data-dir", str(gw.data_dir), "--vault-token-file", token_files[role]],
+        )  # fmt: skip
+
+    # The instance's own identity (the gateway's, in dev.json) may not sign the header...
+    refused = export("gateway", tmp_path / "refused")
+    assert refused.exit_code == 2, refused.output  # type: ignore[attr-defined]
+    assert "permission denied" in refused.output  # type: ignore[attr-defined]
+    assert not (tmp_path / "refused" / "export.json").exists()
+    # ...the key administrator signs, and the auditor verifies.
+    done = export("kms-admin", tmp_path / "exit")
+    assert done.exit_code == 0, done.output  # type: ignore[attr-defined]
+    verified = CliRunner().invoke(
+        app,
+        ["export", "verify", str(tmp_path / "exit"), "--data-dir", str(gw.data_dir),
+         "--vault-token-file", token_files["auditor"]],
+    )  # fmt: skip
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["objects"] == 1

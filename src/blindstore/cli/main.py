@@ -26,6 +26,7 @@ from blindstore.cli.common import (
     resolve_settings,
     run_job,
 )
+from blindstore.cli.export import export_app
 from blindstore.cli.keys import keys_app
 from blindstore.cli.options import ConfigOption, DataDirOption
 from blindstore.cli.policy import policy_app
@@ -49,6 +50,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
 app.add_typer(retention_app, name="retention")
 app.add_typer(audit_app, name="audit")
+app.add_typer(export_app, name="export")
 
 
 @app.callback()

@@ -60,13 +60,23 @@ def attach_signature(
     }
 
 
-def verify(certificate: Mapping[str, Any], public_keys: Mapping[int, bytes]) -> int:
+def verify(
+    certificate: Mapping[str, Any],
+    public_keys: Mapping[int, bytes],
+    *,
+    expected_type: str = CERTIFICATE_TYPE,
+) -> int:
     """Check the signature against the signing key's public keys (version → raw 32 bytes).
 
-    Returns the key version that verified; ``CertificateInvalid`` says what is wrong.
+    ``expected_type`` is the document's ``type`` (other signed documents, such as an export's
+    header, share this format). Returns the key version that verified; ``CertificateInvalid``
+    says what is wrong.
     """
-    if certificate.get("type") != CERTIFICATE_TYPE:
-        raise CertificateInvalid("not a blindstore crypto-shredding certificate")
+    if certificate.get("type") != expected_type:
+        what = (
+            "crypto-shredding certificate" if expected_type == CERTIFICATE_TYPE else expected_type
+        )
+        raise CertificateInvalid(f"not a blindstore {what}")
     signature = certificate.get("signature")
     if not isinstance(signature, dict) or signature.get("algorithm") != "ed25519":
         raise CertificateInvalid("the certificate carries no ed25519 signature")
