@@ -22,8 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner
 
 from blindstore.audit.events import AuditFilter
-from blindstore.cli.common import resolve_settings
-from blindstore.cli.keys import _admin, _signer
+from blindstore.cli.common import admin_transit, certificate_signer, resolve_settings
 from blindstore.cli.main import app
 from blindstore.lifecycle.export import export_tenant, object_file
 from blindstore.subjects import SUBJECT_HEADER
@@ -358,7 +357,7 @@ def test_an_interrupted_export_resumes_without_rewriting_finished_files(
             raise _Interrupted
 
     async def first_run() -> None:
-        signer = await _signer(settings, _admin(settings, None))
+        signer = await certificate_signer(settings, admin_transit(settings, None))
         tenant = await gw.gateway.catalog.get_tenant_by_name(name)
         assert tenant is not None
         await export_tenant(gw.gateway, tenant, dest, signer=signer, on_object=stop_after_three)

@@ -114,7 +114,7 @@ def verify(
     write records; exit 1 naming each problem's seq (and each rolled-back object's key)."""
     from blindstore.audit.chain import SigningKey
     from blindstore.audit.query import verify_log
-    from blindstore.cli.keys import _admin
+    from blindstore.cli.common import admin_transit
     from blindstore.lifecycle.certificates import public_key_from_pem
 
     async def main() -> dict[str, Any]:
@@ -132,7 +132,7 @@ def verify(
                     for version, path in enumerate(public_key, start=1)
                 }
             elif checkpoints:
-                info = await _admin(settings, vault_token_file).key_info(name)
+                info = await admin_transit(settings, vault_token_file).key_info(name)
                 versions = dict(info.public_keys) if info is not None else {}
             report = await verify_log(catalog, SigningKey(name, versions), checkpoints=checkpoints)
         finally:
@@ -257,12 +257,12 @@ def signing_key(
     ] = None,
 ) -> None:
     """Print the public key that verifies audit checkpoints (PEM, latest version)."""
-    from blindstore.cli.keys import _admin
+    from blindstore.cli.common import admin_transit
     from blindstore.lifecycle.certificates import public_key_pem
 
     async def main() -> str:
         settings = resolve_settings(data_dir, config)
-        info = await _admin(settings, vault_token_file).key_info(
+        info = await admin_transit(settings, vault_token_file).key_info(
             settings.audit.key_name(settings.vault)
         )
         if info is None or not info.public_keys:

@@ -7,10 +7,11 @@ Subcommand modules import from here, not from ``cli/main.py`` (which imports the
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
@@ -152,3 +153,58 @@ def run_job(work: Callable[[], Awaitable[T]], *, op: str | None = None) -> T:
     with reported_failures():
         return anyio.run(main)
     raise AssertionError("unreachable: reported_failures re-raises")  # pragma: no cover
+
+
+# ------------------------------------------------------------- administrative identity
+
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault-token-file",
+        help="File holding the administrative Vault token (default: BLINDSTORE_ADMIN_VAULT_TOKEN,"
+        " else the instance's token).",
+    ),
+]
+
+
+def admin_transit(settings: Settings, token_file: Path | None) -> Any:
+    """A ``TransitAdmin`` with the administrative token."""
+    from blindstore.keys.transit import resolve_token
+
+    vault = settings.vault
+    token = os.environ.get("BLINDSTORE_ADMIN_VAULT_TOKEN")
+    if token_file is not None:
+        token = resolve_token(None, token_file)
+    if not token:
+        try:
+            token = resolve_token(
+                vault.token.get_secret_value() if vault.token else None, vault.token_file
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                "no administrative Vault token: give --vault-token-file or "
+                "BLINDSTORE_ADMIN_VAULT_TOKEN (the key administrator's, not the gateway's)"
+            ) from exc
+    return transit_admin(vault, token)
+
+
+def signing_key_name(settings: Settings) -> str:
+    """The Transit ed25519 key that signs certificates (shredding, export)."""
+    return f"{settings.vault.key_prefix}sign"
+
+
+async def tenant_named(catalog: Any, name: str) -> Any:
+    tenant = await catalog.get_tenant_by_name(name)
+    if tenant is None:
+        raise ConfigError(f"no tenant named {name!r}")
+    return tenant
+
+
+async def certificate_signer(settings: Settings, admin: Any) -> Any:
+    from blindstore.lifecycle.shred import Signer
+
+    name = signing_key_name(settings)
+    await admin.ensure_signing_key(name)
+    return Signer(
+        admin=admin, key_name=name, vault_addr=settings.vault.addr, mount=settings.vault.mount
+    )

@@ -16,8 +16,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from blindstore.cli.audit import record_job
-from blindstore.cli.common import resolve_settings, run_job
-from blindstore.cli.keys import TokenFileOption, _admin, _signer, _signing_key, _tenant
+from blindstore.cli.common import (
+    TokenFileOption,
+    admin_transit,
+    certificate_signer,
+    resolve_settings,
+    run_job,
+    signing_key_name,
+    tenant_named,
+)
 from blindstore.cli.options import ConfigOption, DataDirOption
 
 export_app = typer.Typer(invoke_without_command=True)
@@ -50,10 +57,10 @@ def export(
 
     async def main() -> dict[str, Any]:
         settings = resolve_settings(data_dir, config)
-        admin = _admin(settings, vault_token_file)
-        signer = await _signer(settings, admin)
+        admin = admin_transit(settings, vault_token_file)
+        signer = await certificate_signer(settings, admin)
         async with runtime.open_gateway(settings) as gateway:
-            found = await _tenant(gateway.catalog, tenant)
+            found = await tenant_named(gateway.catalog, tenant)
             with _progress() as progress:
                 task = progress.add_task("exporting", total=None)
                 result = await export_tenant(
@@ -131,7 +138,7 @@ def verify(
 
     async def public_keys() -> dict[int, bytes]:
         settings = resolve_settings(data_dir, config)
-        info = await _admin(settings, vault_token_file).key_info(_signing_key(settings))
+        info = await admin_transit(settings, vault_token_file).key_info(signing_key_name(settings))
         if info is None:
             raise ConfigError("the signing key does not exist in OpenBao")
         return dict(info.public_keys)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import re
 import socket
 from pathlib import Path
@@ -22,9 +21,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from blindstore.catalog.base import Catalog
 from blindstore.cli.audit import record_job
-from blindstore.cli.common import resolve_settings, run_job, transit_admin
+from blindstore.cli.common import (
+    TokenFileOption,
+    admin_transit,
+    certificate_signer,
+    resolve_settings,
+    run_job,
+    signing_key_name,
+    tenant_named,
+)
 from blindstore.cli.options import ConfigOption, DataDirOption
-from blindstore.config import Settings
 from blindstore.errors import BlindstoreError, ConfigError
 
 keys_app = typer.Typer(
@@ -34,14 +40,6 @@ keys_app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-TokenFileOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--vault-token-file",
-        help="File holding the administrative Vault token (default: BLINDSTORE_ADMIN_VAULT_TOKEN,"
-        " else the instance's token).",
-    ),
-]
 TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant name.")]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -67,38 +65,6 @@ async def _unrevoked_subject_keys(catalog: Catalog, tenant_id: bytes) -> list[st
     ]
 
 
-def _admin(settings: Settings, token_file: Path | None) -> Any:
-    """A ``TransitAdmin`` with the administrative token."""
-    from blindstore.keys.transit import resolve_token
-
-    vault = settings.vault
-    token = os.environ.get("BLINDSTORE_ADMIN_VAULT_TOKEN")
-    if token_file is not None:
-        token = resolve_token(None, token_file)
-    if not token:
-        try:
-            token = resolve_token(
-                vault.token.get_secret_value() if vault.token else None, vault.token_file
-            )
-        except ConfigError as exc:
-            raise ConfigError(
-                "no administrative Vault token: give --vault-token-file or "
-                "BLINDSTORE_ADMIN_VAULT_TOKEN (the key administrator's, not the gateway's)"
-            ) from exc
-    return transit_admin(vault, token)
-
-
-def _signing_key(settings: Settings) -> str:
-    return f"{settings.vault.key_prefix}sign"
-
-
-async def _tenant(catalog: Any, name: str) -> Any:
-    tenant = await catalog.get_tenant_by_name(name)
-    if tenant is None:
-        raise ConfigError(f"no tenant named {name!r}")
-    return tenant
-
-
 # ---------------------------------------------------------------------------- rotation
 
 
@@ -117,10 +83,10 @@ def rotate(
 
     async def main() -> list[dict[str, Any]]:
         settings = resolve_settings(data_dir, config)
-        admin = _admin(settings, vault_token_file)
+        admin = admin_transit(settings, vault_token_file)
         catalog = runtime.open_catalog(settings)
         try:
-            found = await _tenant(catalog, tenant)
+            found = await tenant_named(catalog, tenant)
             names = [found.key_name]
             if include_subjects:
                 names += await _unrevoked_subject_keys(catalog, found.tenant_id)
@@ -167,10 +133,12 @@ def rewrap(
 
     async def main() -> dict[str, Any]:
         settings = resolve_settings(data_dir, config)
-        admin = _admin(settings, vault_token_file)
+        admin = admin_transit(settings, vault_token_file)
         catalog = runtime.open_catalog(settings)
         try:
-            tenants = [await _tenant(catalog, tenant)] if tenant else await catalog.list_tenants()
+            tenants = (
+                [await tenant_named(catalog, tenant)] if tenant else await catalog.list_tenants()
+            )
             names: list[str] = []
             for found in tenants:
                 if found.shredded is not None:
@@ -282,10 +250,10 @@ def shred(
 
     async def main() -> dict[str, Any]:
         settings = resolve_settings(data_dir, config)
-        admin = _admin(settings, vault_token_file)
+        admin = admin_transit(settings, vault_token_file)
         async with runtime.open_gateway(settings) as gateway:
             catalog = gateway.catalog
-            found = await _tenant(catalog, tenant)
+            found = await tenant_named(catalog, tenant)
             who = _operator(operator, await admin.display_name())
             if subject is None:
                 request = shredding.new_tenant_shred(
@@ -314,7 +282,7 @@ def shred(
                 )
             ):
                 raise typer.Abort()
-            await shredding.check_permissions(admin, request, _signing_key(settings))
+            await shredding.check_permissions(admin, request, signing_key_name(settings))
             await shredding.request_shred(catalog, admin, request)
             await record_job(
                 catalog,
@@ -337,7 +305,7 @@ def shred(
                     "note": "keys soft-deleted; reads refused. `blindstore keys purge` destroys "
                     "them after the grace period; `blindstore keys restore` undoes it until then.",
                 }
-            signer = await _signer(settings, admin)
+            signer = await certificate_signer(settings, admin)
             try:
                 certificate = await shredding.destroy(catalog, gateway.backends, request, signer)
             except BlindstoreError as exc:
@@ -373,16 +341,6 @@ async def _record_destroy(
     )
 
 
-async def _signer(settings: Settings, admin: Any) -> Any:
-    from blindstore.lifecycle.shred import Signer
-
-    name = _signing_key(settings)
-    await admin.ensure_signing_key(name)
-    return Signer(
-        admin=admin, key_name=name, vault_addr=settings.vault.addr, mount=settings.vault.mount
-    )
-
-
 @keys_app.command()
 def restore(
     shred_id: Annotated[str, typer.Argument(help="The id `blindstore keys shred` printed.")],
@@ -396,7 +354,7 @@ def restore(
 
     async def main() -> dict[str, Any]:
         settings = resolve_settings(data_dir, config)
-        admin = _admin(settings, vault_token_file)
+        admin = admin_transit(settings, vault_token_file)
         catalog = runtime.open_catalog(settings)
         try:
             found = [s for s in await catalog.list_shreds() if s.shred_id == shred_id]
@@ -435,7 +393,7 @@ def purge(
 
     async def main() -> list[dict[str, Any]]:
         settings = resolve_settings(data_dir, config)
-        admin = _admin(settings, vault_token_file)
+        admin = admin_transit(settings, vault_token_file)
         async with runtime.open_gateway(settings) as gateway:
             now = time.time()
             due = [
@@ -445,7 +403,7 @@ def purge(
             ]
             if not due:
                 return []
-            signer = await _signer(settings, admin)
+            signer = await certificate_signer(settings, admin)
             certificates = []
             for shred in due:
                 try:
@@ -533,7 +491,9 @@ def signing_key(
 
     async def main() -> str:
         settings = resolve_settings(data_dir, config)
-        info = await _admin(settings, vault_token_file).ensure_signing_key(_signing_key(settings))
+        info = await admin_transit(settings, vault_token_file).ensure_signing_key(
+            signing_key_name(settings)
+        )
         return public_key_pem(info.public_keys[max(info.public_keys)])
 
     pem = run_job(main, op="keys-signing-key")
@@ -570,8 +530,8 @@ def verify_certificate(
         settings = resolve_settings(data_dir, config)
         signature = loaded.get("signature") if isinstance(loaded, dict) else None
         name = signature.get("transit_key") if isinstance(signature, dict) else None
-        info = await _admin(settings, vault_token_file).key_info(
-            str(name or _signing_key(settings))
+        info = await admin_transit(settings, vault_token_file).key_info(
+            str(name or signing_key_name(settings))
         )
         if info is None:
             raise ConfigError("the signing key does not exist in OpenBao")
