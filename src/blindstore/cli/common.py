@@ -167,6 +167,16 @@ TokenFileOption = Annotated[
 ]
 
 
+PublicKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        help="Verify offline with this PEM public key (from `keys signing-key`) instead of "
+        "asking OpenBao for the signing key's public keys.",
+    ),
+]
+
+
 def admin_transit(settings: Settings, token_file: Path | None) -> Any:
     """A ``TransitAdmin`` with the administrative token."""
     from blindstore.keys.transit import resolve_token
@@ -208,3 +218,13 @@ async def certificate_signer(settings: Settings, admin: Any) -> Any:
     return Signer(
         admin=admin, key_name=name, vault_addr=settings.vault.addr, mount=settings.vault.mount
     )
+
+
+async def signing_public_keys(settings: Settings, token_file: Path | None) -> dict[int, bytes]:
+    """The configured signing key's public keys by version, from OpenBao. The key is the one
+    configured, never a name read from the document being verified (pinned, as for audit
+    checkpoints)."""
+    info = await admin_transit(settings, token_file).key_info(signing_key_name(settings))
+    if info is None:
+        raise ConfigError("the signing key does not exist in OpenBao")
+    return dict(info.public_keys)

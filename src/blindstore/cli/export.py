@@ -17,12 +17,13 @@ from rich.text import Text
 
 from blindstore.cli.audit import record_job
 from blindstore.cli.common import (
+    PublicKeyOption,
     TokenFileOption,
     admin_transit,
     certificate_signer,
     resolve_settings,
     run_job,
-    signing_key_name,
+    signing_public_keys,
     tenant_named,
 )
 from blindstore.cli.options import ConfigOption, DataDirOption
@@ -118,30 +119,18 @@ def export(
 @export_app.command()
 def verify(
     directory: Annotated[Path, typer.Argument(help="An export directory.")],
-    public_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--public-key",
-            help="Verify offline with this PEM public key (from `keys signing-key`) instead of "
-            "asking OpenBao for the signing key's public keys.",
-        ),
-    ] = None,
+    public_key: PublicKeyOption = None,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     vault_token_file: TokenFileOption = None,
 ) -> None:
     """Check an export: the header's signature, the manifest's digest, every file's size and
     SHA-256, no file missing or extra. Exit 1 if it does not verify."""
-    from blindstore.errors import ConfigError
     from blindstore.lifecycle.certificates import CertificateInvalid, public_key_from_pem
     from blindstore.lifecycle.exportcheck import read_header, verify_export
 
     async def public_keys() -> dict[int, bytes]:
-        settings = resolve_settings(data_dir, config)
-        info = await admin_transit(settings, vault_token_file).key_info(signing_key_name(settings))
-        if info is None:
-            raise ConfigError("the signing key does not exist in OpenBao")
-        return dict(info.public_keys)
+        return await signing_public_keys(resolve_settings(data_dir, config), vault_token_file)
 
     try:
         if public_key is not None:

@@ -22,12 +22,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from blindstore.catalog.base import Catalog
 from blindstore.cli.audit import record_job
 from blindstore.cli.common import (
+    PublicKeyOption,
     TokenFileOption,
     admin_transit,
     certificate_signer,
     resolve_settings,
     run_job,
     signing_key_name,
+    signing_public_keys,
     tenant_named,
 )
 from blindstore.cli.options import ConfigOption, DataDirOption
@@ -505,14 +507,7 @@ def signing_key(
 @keys_app.command("verify-certificate")
 def verify_certificate(
     file: Annotated[Path, typer.Argument(help="A certificate (JSON).")],
-    public_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--public-key",
-            help="Verify offline with this PEM public key (from `keys signing-key`) instead of "
-            "asking OpenBao for the signing key's public keys.",
-        ),
-    ] = None,
+    public_key: PublicKeyOption = None,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     vault_token_file: TokenFileOption = None,
@@ -527,15 +522,7 @@ def verify_certificate(
         raise typer.Exit(code=1) from exc
 
     async def public_keys() -> dict[int, bytes]:
-        settings = resolve_settings(data_dir, config)
-        signature = loaded.get("signature") if isinstance(loaded, dict) else None
-        name = signature.get("transit_key") if isinstance(signature, dict) else None
-        info = await admin_transit(settings, vault_token_file).key_info(
-            str(name or signing_key_name(settings))
-        )
-        if info is None:
-            raise ConfigError("the signing key does not exist in OpenBao")
-        return dict(info.public_keys)
+        return await signing_public_keys(resolve_settings(data_dir, config), vault_token_file)
 
     try:
         if not isinstance(loaded, dict):
